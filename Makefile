@@ -1,0 +1,51 @@
+# One entry point for every task. Targets work from a fresh clone with only Python 3.11+.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+GEN    := libs/generated
+PROTOS := $(shell find protos -name '*.proto')
+
+.PHONY: setup protos lint format migrate run test bench docs clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'courseplatform_generated.pth').write_text(str(pathlib.Path('$(GEN)').resolve()) + '\n')"
+	touch $@
+
+setup: $(VENV)/.installed protos ## venv, dependencies and generated protobuf code
+
+# Generated code is derived from protos/ only; it is never committed or edited by hand.
+protos: $(GEN)/.stamp
+$(GEN)/.stamp: $(VENV)/.installed $(PROTOS)
+	rm -rf $(GEN) && mkdir -p $(GEN)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN) --pyi_out=$(GEN) --grpc_python_out=$(GEN) $(PROTOS)
+	touch $@
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint; else echo "npx not found: skipping buf lint"; fi
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: setup ## apply every service's migrations to DATABASE_URL (or the embedded server)
+	$(PY) -m libs.devstack migrate
+
+run: setup ## the whole platform on this machine
+	$(PY) -m libs.devstack run
+
+test: setup ## the whole suite against real PostgreSQL, Redis, gRPC and SMTP
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m tests.bench
+
+docs: setup ## AsyncAPI document of the notifier's stream
+	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
+
+clean:
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache

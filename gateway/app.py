@@ -1,0 +1,51 @@
+"""The FastAPI application: routers, error handlers, middleware, offline docs, backend channels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+
+from gateway.backends import Backends
+from gateway.errors import install_error_handlers
+from gateway.middleware import GatewayMiddleware
+from gateway.responses import OrjsonResponse
+from gateway.routers import auth, ops
+from libs.settings import Settings
+from libs.tokens import verifier_from_settings
+
+DESCRIPTION = """
+Public REST API of the course platform. Log in with `POST /api/auth/login/`, then press
+**Authorize** and paste the `access` token.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = Backends.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.backends.close()
+
+    app = FastAPIOffline(
+        title="Course Platform API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        docs_url="/api/docs/",
+        redoc_url="/redoc/",
+        openapi_url="/api/schema/",
+        default_response_class=OrjsonResponse,
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.settings = settings
+    app.state.verifier = verifier_from_settings(settings)
+    install_error_handlers(app)
+    for module in (ops, auth):
+        app.include_router(module.router)
+    app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,56 @@
+"""The gateway's gRPC clients: one long-lived channel per backend, opened in the app lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import grpc
+from courseplatform.catalog.v1 import catalog_pb2_grpc
+from courseplatform.identity.v1 import identity_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from libs.grpc_client import open_channel
+from libs.settings import Settings
+
+HEALTH_TIMEOUT_S = 1.0
+
+
+@dataclass
+class Backends:
+    identity: identity_pb2_grpc.IdentityServiceStub
+    catalog: catalog_pb2_grpc.CatalogServiceStub
+    channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Backends:
+        timeout = settings.grpc_client_timeout_s
+        channels = {
+            "identity": open_channel(settings.identity_target, timeout),
+            "catalog": open_channel(settings.catalog_target, timeout),
+        }
+        return cls(
+            identity=identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
+            catalog=catalog_pb2_grpc.CatalogServiceStub(channels["catalog"]),
+            channels=channels,
+        )
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+
+    async def health(self) -> dict[str, str]:
+        """Each backend's gRPC health status (SERVING, NOT_SERVING, or UNAVAILABLE)."""
+
+        async def check(channel: grpc.aio.Channel) -> str:
+            stub = health_pb2_grpc.HealthStub(channel)
+            try:
+                response = await stub.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_TIMEOUT_S
+                )
+            except grpc.RpcError:
+                return "UNAVAILABLE"
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+        names = list(self.channels)
+        results = await asyncio.gather(*(check(self.channels[name]) for name in names))
+        return dict(zip(names, results, strict=True))

@@ -1,0 +1,96 @@
+"""Request bodies: JSON or form-encoded, validated against a pydantic model.
+
+JSON is validated strictly (an id must be a JSON integer, a flag a JSON boolean); form bodies
+carry only strings, so they are validated leniently ("5" -> 5, "true" -> True). Unknown fields
+are rejected by name. Routes declare `body: Annotated[Model, Body(Model)]`; `openapi_body(Model)` documents
+the same model in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import Depends, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from gateway.errors import ApiError, validation_errors
+from libs.errors import NON_FIELD
+
+M = TypeVar("M", bound=BaseModel)
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+READ_ONLY = "This field is read-only and cannot be changed."
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: a field no route knows is an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+async def read_body(request: Request) -> tuple[dict[str, Any], bool]:
+    """The body as a dict, and whether it came from a form."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in FORM_TYPES:
+        form = await request.form()
+        return {key: form.getlist(key)[-1] for key in form}, True
+    raw = await request.body()
+    if not raw.strip():
+        return {}, False
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(
+            400, "Malformed JSON in request body.", {NON_FIELD: ["Malformed JSON."]}
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "Validation error", {NON_FIELD: ["Expected a JSON object."]})
+    return data, False
+
+
+def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M:
+    try:
+        return model.model_validate(data, strict=not from_form)
+    except ValidationError as exc:
+        raise ApiError(400, "Validation error", validation_errors(exc.errors())) from None
+
+
+def Body(model: type[M]) -> Any:
+    async def dependency(request: Request) -> M:
+        data, from_form = await read_body(request)
+        return validate_body(model, data, from_form)
+
+    dependency.__name__ = f"body_{model.__name__}"
+    return Depends(dependency)
+
+
+def openapi_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` that documents `model` as the JSON and form request body."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    content = {media: {"schema": schema} for media in ("application/json", *FORM_TYPES[:1])}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def check_read_only(body: BaseModel, current: Mapping[str, Any], fields: Iterable[str]) -> None:
+    """Clients PUT what they GET: a read-only field is fine when unchanged, a 400 when changed."""
+    sent = body.model_dump(exclude_unset=True)
+    errors: dict[str, list[str]] = {}
+    for name in fields:
+        if name in sent and not _same(sent[name], current.get(name)):
+            errors[name] = [READ_ONLY]
+    if errors:
+        raise ApiError(400, "Validation error", errors)
+
+
+def _same(sent: Any, current: Any) -> bool:
+    # Form bodies carry strings; compare their text with the representation's value.
+    return sent == current or (isinstance(sent, str) and sent == _as_text(current))
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

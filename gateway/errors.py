@@ -1,0 +1,170 @@
+"""The one place where failures become HTTP answers with the contract's error body:
+
+    {"error": true, "message": "...", "errors": {"field": ["..."]}}
+
+gRPC status -> HTTP status follows the grpc-gateway table; request validation (FastAPI's 422)
+becomes 400; unknown routes and wrong methods use the same body; anything unexpected is a 500
+that logs the cause and shows none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.responses import OrjsonResponse
+from libs.errors import NON_FIELD, VALIDATION_MESSAGE, DomainError
+from libs.grpc_errors import decode_rpc_error, grpc_code_for
+from libs.logging import get_logger
+
+log = get_logger("gateway.errors")
+
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+HTTP_MESSAGES = {
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "Request body is too large.",
+    500: "Internal server error.",
+    503: "A backend service is unavailable.",
+    504: "A backend service did not answer in time.",
+}
+
+
+class ApiError(Exception):
+    """Raised by routes for answers decided in the gateway itself."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        errors: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.status = status
+        self.errors = {key: list(value) for key, value in (errors or {}).items()}
+        self.message = message or (
+            VALIDATION_MESSAGE if self.errors else HTTP_MESSAGES.get(status, "Request failed.")
+        )
+        super().__init__(self.message)
+
+    @classmethod
+    def field(cls, field: str, message: str, status: int = 400) -> ApiError:
+        return cls(status, VALIDATION_MESSAGE, {field: [message]})
+
+
+class BodyTooLarge(Exception):
+    """The request body grew past the limit while being read."""
+
+
+def error_body(message: str, errors: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    return {
+        "error": True,
+        "message": message,
+        "errors": {k: list(v) for k, v in (errors or {}).items()},
+    }
+
+
+def error_response(
+    status: int, message: str, errors: Mapping[str, Sequence[str]] | None = None
+) -> OrjsonResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return OrjsonResponse(error_body(message, errors), status_code=status, headers=headers)
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    return GRPC_TO_HTTP.get(code, 500)
+
+
+async def _api_error(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.errors)
+
+
+async def _domain_error(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, DomainError)
+    return error_response(http_status_for(grpc_code_for(exc)), exc.message, exc.field_errors)
+
+
+async def _rpc_error(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, grpc.RpcError)
+    failure = decode_rpc_error(exc)
+    status = http_status_for(failure.code)
+    if status >= 500:
+        # Backend internals are logged, never shown.
+        log.warning("backend call failed", code=failure.code.name, detail=failure.message)
+        return error_response(status, HTTP_MESSAGES.get(status, HTTP_MESSAGES[500]))
+    return error_response(status, failure.message, failure.field_errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    message = HTTP_MESSAGES.get(exc.status_code) or str(exc.detail)
+    response = error_response(exc.status_code, message)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def validation_errors(errors: Sequence[Any]) -> dict[str, list[str]]:
+    """Pydantic errors as the contract's `errors` map, keyed by the field's name."""
+    fields: dict[str, list[str]] = {}
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query")]
+        name = ".".join(location) or NON_FIELD
+        kind = error.get("type", "")
+        if kind == "missing":
+            message = "This field is required."
+        elif kind == "extra_forbidden":
+            message = "Unknown field."
+        else:
+            message = str(error.get("msg", "Invalid value."))
+        fields.setdefault(name, []).append(message)
+    return fields
+
+
+async def _request_validation(_: Request, exc: Exception) -> OrjsonResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and all(error.get("loc", ("",))[0] == "path" for error in errors):
+        # /api/courses/abc/ names no resource: that is a 404, as for any unknown URL.
+        return error_response(404, HTTP_MESSAGES[404])
+    return error_response(400, VALIDATION_MESSAGE, validation_errors(errors))
+
+
+async def _body_too_large(_: Request, exc: Exception) -> OrjsonResponse:
+    return error_response(413, HTTP_MESSAGES[413])
+
+
+async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
+    log.exception("unhandled error", error=repr(exc))
+    return error_response(500, HTTP_MESSAGES[500])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(grpc.RpcError, _rpc_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,46 @@
+"""The contract's page shape: {count, next, previous, results}, 20 per page, ?page and ?page_size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from gateway.errors import ApiError
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_PAGE = 1_000_000
+
+
+@dataclass(frozen=True)
+class PageParams:
+    page: int
+    page_size: int
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+) -> PageParams:
+    return PageParams(page=page, page_size=page_size)
+
+
+Page = Annotated[PageParams, Depends(page_params)]
+
+
+def paginated(
+    request: Request, params: PageParams, results: Sequence[Any], count: int
+) -> dict[str, Any]:
+    """The page body; a page past the end is a 404 (page 1 of nothing is an empty page)."""
+    last_page = max(1, -(-count // params.page_size))
+    if params.page > last_page:
+        raise ApiError(404, "Invalid page.")
+    url = request.url
+    next_url = (
+        str(url.include_query_params(page=params.page + 1)) if params.page < last_page else None
+    )
+    previous_url = str(url.include_query_params(page=params.page - 1)) if params.page > 1 else None
+    return {"count": count, "next": next_url, "previous": previous_url, "results": list(results)}

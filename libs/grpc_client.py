@@ -1,0 +1,51 @@
+"""Outgoing gRPC: long-lived channels whose calls carry a deadline, the caller's token and the
+request id, without each call site having to remember them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from libs import call_context
+
+
+class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, default_timeout_s: float) -> None:
+        self._timeout = default_timeout_s
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
+        request_id = call_context.request_id.get()
+        if request_id and call_context.REQUEST_ID_HEADER not in metadata:
+            metadata.add(call_context.REQUEST_ID_HEADER, request_id)
+        token = call_context.access_token.get()
+        if token and call_context.AUTHORIZATION_HEADER not in metadata:
+            metadata.add(call_context.AUTHORIZATION_HEADER, f"Bearer {token}")
+        timeout = client_call_details.timeout
+        details = grpc.aio.ClientCallDetails(
+            method=client_call_details.method,
+            timeout=self._timeout if timeout is None else timeout,
+            metadata=metadata,
+            credentials=client_call_details.credentials,
+            wait_for_ready=client_call_details.wait_for_ready,
+        )
+        return await continuation(details, request)
+
+
+def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(
+        target,
+        interceptors=[ForwardCallContext(default_timeout_s)],
+        options=[
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )

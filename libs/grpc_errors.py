@@ -1,0 +1,107 @@
+"""Domain errors <-> gRPC status with google.rpc rich details, in both directions.
+
+Servers call `abort_with(context, error)`; clients call `decode_rpc_error(err)` to read the code,
+message and field violations back, or `as_domain_error(err)` to re-raise a downstream failure as
+their own domain error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from libs.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldErrors,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+GRPC_TO_DOMAIN = {code: error for error, code in DOMAIN_TO_GRPC.items()}
+
+
+def grpc_code_for(error: DomainError) -> grpc.StatusCode:
+    for error_type in type(error).__mro__:
+        if error_type in DOMAIN_TO_GRPC:
+            return DOMAIN_TO_GRPC[error_type]
+    return grpc.StatusCode.UNKNOWN
+
+
+def to_grpc_status(error: DomainError) -> grpc.Status:
+    code = grpc_code_for(error)
+    details = []
+    if error.field_errors:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=name, description=message)
+                for name, messages in error.field_errors.items()
+                for message in messages
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        details.append(packed)
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    return rpc_status.to_status(status)
+
+
+async def abort_with(context: grpc.aio.ServicerContext, error: DomainError) -> None:
+    await context.abort_with_status(to_grpc_status(error))
+
+
+@dataclass(frozen=True)
+class RpcFailure:
+    code: grpc.StatusCode
+    message: str
+    field_errors: FieldErrors = field(default_factory=dict)
+
+
+def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
+    """Read code, message and BadRequest field violations from a failed call."""
+    code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+    message = error.details() if hasattr(error, "details") else str(error)
+    field_errors: FieldErrors = {}
+    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key != _STATUS_DETAILS_KEY:
+            continue
+        status = status_pb2.Status.FromString(value)
+        message = status.message or message
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad_request = error_details_pb2.BadRequest()
+                detail.Unpack(bad_request)
+                for violation in bad_request.field_violations:
+                    field_errors.setdefault(violation.field, []).append(violation.description)
+    return RpcFailure(code=code, message=message or "", field_errors=field_errors)
+
+
+def as_domain_error(error: grpc.RpcError) -> DomainError:
+    """A downstream failure as our own domain error, keeping its message and field errors.
+
+    Anything that is not a caller mistake (timeouts, crashes downstream) becomes Unavailable, so
+    it surfaces as 503 rather than as the caller's fault.
+    """
+    failure = decode_rpc_error(error)
+    error_type = GRPC_TO_DOMAIN.get(failure.code, Unavailable)
+    if error_type is Unavailable:
+        return Unavailable()
+    return error_type(failure.message, failure.field_errors)

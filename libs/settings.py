@@ -1,0 +1,94 @@
+"""Process settings from environment variables, with defaults that work for the dev stack.
+
+Each process builds one `Settings` in its entry point and passes it down; nothing here is read
+at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(".data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/courseplatform"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Where each gRPC service listens, and where clients find it.
+    identity_port: int = 50051
+    catalog_port: int = 50052
+    learning_port: int = 50053
+    identity_target: str = "127.0.0.1:50051"
+    catalog_target: str = "127.0.0.1:50052"
+    learning_target: str = "127.0.0.1:50053"
+    grpc_bind_host: str = "127.0.0.1"
+    # Deadline applied to every outgoing gRPC call that does not set its own.
+    grpc_client_timeout_s: float = 5.0
+    # How long a SIGTERM'd server lets in-flight calls finish.
+    grpc_shutdown_grace_s: float = 10.0
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    max_body_bytes: int = 1_048_576
+
+    # Token signing: identity keeps private keys in this directory and writes the public JWKS
+    # next to them; every verifier reads only the JWKS file.
+    jwt_keys_dir: Path = DATA_DIR / "keys"
+    jwt_issuer: str = "courseplatform-identity"
+    jwt_audience: str = "courseplatform"
+    jwt_access_ttl_s: int = 900
+    jwt_refresh_ttl_s: int = 14 * 24 * 3600
+    jwt_leeway_s: int = 30
+
+    # argon2id cost; see README "Password hashing" for the measurement behind these numbers.
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19 * 1024
+    argon2_parallelism: int = 1
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Notifier
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 10.0
+    mail_from: str = "Course Platform <no-reply@courseplatform.local>"
+    mail_dir: Path = DATA_DIR / "mail"
+    notifier_consumer: str | None = Field(default=None, description="consumer name in the group")
+    notifier_max_attempts: int = 5
+    notifier_reclaim_idle_ms: int = 60_000
+    notifier_health_port: int = 8001
+
+    # Outbox relay
+    outbox_poll_interval_s: float = 1.0
+    outbox_batch_size: int = 100
+    stream_maxlen: int = 100_000
+
+    @field_validator("database_url")
+    @classmethod
+    def _use_psycopg3(cls, value: str) -> str:
+        return to_sqlalchemy_url(value)
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (as every other tool writes them) and pick psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def to_libpq_url(url: str) -> str:
+    """The same URL without the SQLAlchemy driver suffix, for psycopg and command-line tools."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)

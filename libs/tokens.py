@@ -1,0 +1,191 @@
+"""JWT issue and verification: EdDSA only, `kid` in the header, a `typ` claim per token kind.
+
+Verification pins the algorithm (so `alg: none` and HS256-with-the-public-key are refused), finds
+the key by `kid` in the JWKS file (re-reading it once when a new kid shows up after a rotation),
+checks issuer, audience and expiry with a small leeway, and checks `typ` so a refresh token is
+never accepted where an access token is expected, or the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from libs.errors import Unauthenticated
+from libs.settings import Settings
+from libs.signing_keys import JWKS_FILE
+
+ALGORITHM = "EdDSA"
+TokenKind = Literal["access", "refresh"]
+INVALID_TOKEN = "Token is invalid or expired"
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says about its holder."""
+
+    user_id: int
+    typ: TokenKind
+    jti: str
+    expires_at: datetime
+    role: str = ""
+    email: str = ""
+    full_name: str = ""
+
+    @property
+    def is_instructor(self) -> bool:
+        return self.role == "Instructor"
+
+    @property
+    def is_student(self) -> bool:
+        return self.role == "Student"
+
+
+class TokenIssuer:
+    def __init__(
+        self,
+        kid: str,
+        private_key: Ed25519PrivateKey,
+        *,
+        issuer: str,
+        audience: str,
+        access_ttl_s: int,
+        refresh_ttl_s: int,
+    ) -> None:
+        self._kid = kid
+        self._key = private_key
+        self._issuer = issuer
+        self._audience = audience
+        self._access_ttl = timedelta(seconds=access_ttl_s)
+        self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
+
+    def _encode(self, claims: dict, ttl: timedelta, now: datetime) -> str:
+        payload = {
+            **claims,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl,
+        }
+        return jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
+
+    def issue_access(
+        self, *, user_id: int, role: str, email: str, full_name: str, now: datetime | None = None
+    ) -> str:
+        claims = {
+            "sub": str(user_id),
+            "typ": "access",
+            "jti": uuid.uuid4().hex,
+            "role": role,
+            "email": email,
+            "name": full_name,
+        }
+        return self._encode(claims, self._access_ttl, now or datetime.now(UTC))
+
+    def issue_refresh(
+        self, *, user_id: int, jti: str, now: datetime | None = None
+    ) -> tuple[str, datetime]:
+        """A refresh token whose `jti` names its row in the identity store; returns its expiry."""
+        now = now or datetime.now(UTC)
+        token = self._encode(
+            {"sub": str(user_id), "typ": "refresh", "jti": jti}, self._refresh_ttl, now
+        )
+        return token, now + self._refresh_ttl
+
+
+class JwksFile:
+    """Public keys from the JWKS file, re-read at most once a second when an unknown kid shows up."""
+
+    def __init__(self, keys_dir: Path, min_reload_interval_s: float = 1.0) -> None:
+        self._path = keys_dir / JWKS_FILE
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._loaded_at = float("-inf")
+        self._min_interval = min_reload_interval_s
+
+    def _reload(self) -> None:
+        self._loaded_at = time.monotonic()
+        try:
+            document = json.loads(self._path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return
+        keys: dict[str, Ed25519PublicKey] = {}
+        for jwk in document.get("keys", []):
+            if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and jwk.get("kid"):
+                key = jwt.PyJWK(jwk, algorithm=ALGORITHM).key
+                if isinstance(key, Ed25519PublicKey):
+                    keys[jwk["kid"]] = key
+        self._keys = keys
+
+    def get(self, kid: str) -> Ed25519PublicKey | None:
+        if kid not in self._keys and time.monotonic() - self._loaded_at >= self._min_interval:
+            self._reload()
+        return self._keys.get(kid)
+
+    def document(self) -> str:
+        return self._path.read_text()
+
+
+class TokenVerifier:
+    def __init__(self, keys: JwksFile, *, issuer: str, audience: str, leeway_s: int) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway_s
+
+    def verify(self, token: str, expected: TokenKind = "access") -> Claims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(INVALID_TOKEN) from exc
+        kid = header.get("kid")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str):
+            raise Unauthenticated(INVALID_TOKEN)
+        key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated(INVALID_TOKEN)
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(INVALID_TOKEN) from exc
+        if payload.get("typ") != expected:
+            raise Unauthenticated(INVALID_TOKEN)
+        try:
+            user_id = int(payload["sub"])
+        except (TypeError, ValueError) as exc:
+            raise Unauthenticated(INVALID_TOKEN) from exc
+        return Claims(
+            user_id=user_id,
+            typ=expected,
+            jti=str(payload["jti"]),
+            expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+            role=str(payload.get("role", "")),
+            email=str(payload.get("email", "")),
+            full_name=str(payload.get("name", "")),
+        )
+
+
+def verifier_from_settings(settings: Settings) -> TokenVerifier:
+    """The verifier every process builds from its Settings."""
+    return TokenVerifier(
+        JwksFile(settings.jwt_keys_dir),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway_s=settings.jwt_leeway_s,
+    )

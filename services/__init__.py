@@ -1,0 +1,1 @@
+"""One package per bounded context; run each with `python -m services.<context>`."""

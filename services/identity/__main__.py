@@ -1,0 +1,28 @@
+"""python -m services.identity [serve|rotate-key]"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from libs.logging import configure_logging
+from libs.settings import Settings
+from libs.signing_keys import generate_signing_key
+from services.identity.server import build_server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.identity")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "rotate-key"])
+    args = parser.parse_args()
+    settings = Settings()
+    configure_logging("identity", settings.log_level, settings.log_json)
+    if args.command == "rotate-key":
+        # New tokens are signed with the new key; tokens signed by older keys keep verifying.
+        print(generate_signing_key(settings.jwt_keys_dir))
+        return
+    asyncio.run(build_server(settings).serve_until_signalled())
+
+
+if __name__ == "__main__":
+    main()

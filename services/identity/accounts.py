@@ -1,0 +1,140 @@
+"""Identity use cases: register, log in, rotate and revoke refresh tokens.
+
+Each runs in one transaction and raises domain errors; api.py only translates to and from protos.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs.db import transaction
+from libs.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
+from libs.tokens import Claims, TokenIssuer, TokenVerifier
+from services.identity import store
+from services.identity.domain import normalize_email, validate_registration
+from services.identity.passwords import Passwords
+
+BAD_CREDENTIALS = "No active account found with the given credentials"
+EMAIL_TAKEN = "A user with this email already exists."
+BAD_REFRESH = "Token is invalid or expired"
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access: str
+    refresh: str
+    refresh_jti: str
+
+
+class Accounts:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        passwords: Passwords,
+        issuer: TokenIssuer,
+        verifier: TokenVerifier,
+    ) -> None:
+        self._sessions = sessions
+        self._passwords = passwords
+        self._issuer = issuer
+        self._verifier = verifier
+
+    async def register(
+        self, *, email: str, full_name: str, role: str, password: str, password_confirm: str
+    ) -> store.UserRow:
+        new_user = validate_registration(
+            email=email,
+            full_name=full_name,
+            role=role,
+            password=password,
+            password_confirm=password_confirm,
+        )
+        normalized = normalize_email(new_user.email)
+        # A cheap look first spares an argon2 hash for the common duplicate; the unique index
+        # still decides races.
+        async with self._sessions() as session:
+            if await store.email_exists(session, normalized):
+                raise FailedPrecondition.on_field("email", EMAIL_TAKEN)
+        password_hash = await self._passwords.hash(new_user.password)
+        try:
+            async with transaction(self._sessions) as session:
+                return await store.insert_user(
+                    session,
+                    email=normalized,
+                    full_name=new_user.full_name,
+                    role=new_user.role.value,
+                    password_hash=password_hash,
+                )
+        except store.EmailTaken:
+            raise FailedPrecondition.on_field("email", EMAIL_TAKEN) from None
+
+    async def login(self, *, email: str, password: str) -> tuple[store.UserRow, TokenPair]:
+        async with self._sessions() as session:
+            user = await store.user_by_email(session, normalize_email(email))
+        password_ok = await self._passwords.verify(user.password_hash if user else None, password)
+        if user is None or not password_ok or not user.is_active:
+            raise Unauthenticated(BAD_CREDENTIALS)
+        async with transaction(self._sessions) as session:
+            if self._passwords.needs_rehash(user.password_hash):
+                new_hash = await self._passwords.hash(password)
+                await store.update_password_hash(session, user.id, new_hash)
+            pair = await self._issue_pair(session, user, family_id=uuid.uuid4().hex)
+        return user, pair
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        claims = self._verifier.verify(refresh_token, "refresh")
+        reused_family: str | None = None
+        async with transaction(self._sessions) as session:
+            row = await store.lock_refresh_token(session, claims.jti)
+            if row is None or row.user_id != claims.user_id:
+                raise Unauthenticated(BAD_REFRESH)
+            if row.revoked_at is not None:
+                # A spent token came back: someone holds a copy. Revoke the whole family.
+                await store.revoke_family(session, row.family_id)
+                reused_family = row.family_id
+            else:
+                user = await store.user_by_id(session, row.user_id)
+                if user is None or not user.is_active:
+                    raise Unauthenticated(BAD_REFRESH)
+                pair = await self._issue_pair(session, user, family_id=row.family_id)
+                await store.mark_rotated(session, row.jti, pair.refresh_jti)
+        if reused_family is not None:
+            raise Unauthenticated(BAD_REFRESH)
+        return pair
+
+    async def revoke(self, caller: Claims, refresh_token: str) -> None:
+        """Log out: the refresh token's whole family stops working."""
+        claims = self._verifier.verify(refresh_token, "refresh")
+        if claims.user_id != caller.user_id:
+            raise PermissionDenied("You can only revoke your own tokens.")
+        async with transaction(self._sessions) as session:
+            row = await store.lock_refresh_token(session, claims.jti)
+            if row is None:
+                raise Unauthenticated(BAD_REFRESH)
+            await store.revoke_family(session, row.family_id)
+
+    async def get_user(self, caller: Claims, user_id: int) -> store.UserRow:
+        target = user_id or caller.user_id
+        if target != caller.user_id:
+            raise PermissionDenied("You can only read your own account.")
+        async with self._sessions() as session:
+            user = await store.user_by_id(session, target)
+        if user is None:
+            raise NotFound("User not found.")
+        return user
+
+    async def _issue_pair(
+        self, session: AsyncSession, user: store.UserRow, *, family_id: str
+    ) -> TokenPair:
+        jti = uuid.uuid4().hex
+        refresh, expires_at = self._issuer.issue_refresh(user_id=user.id, jti=jti)
+        await store.insert_refresh_token(
+            session, jti=jti, user_id=user.id, family_id=family_id, expires_at=expires_at
+        )
+        access = self._issuer.issue_access(
+            user_id=user.id, role=user.role, email=user.email, full_name=user.full_name
+        )
+        return TokenPair(access=access, refresh=refresh, refresh_jti=jti)

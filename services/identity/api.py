@@ -1,0 +1,95 @@
+"""IdentityService servicer: protos in, use cases called, protos out. No rules here."""
+
+from __future__ import annotations
+
+import grpc
+from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
+
+from libs.call_context import current_claims
+from libs.proto_time import to_timestamp
+from libs.tokens import JwksFile, TokenVerifier
+from services.identity.accounts import Accounts
+from services.identity.store import UserRow
+
+ROLE_TO_PROTO = {
+    "Student": identity_pb2.ROLE_STUDENT,
+    "Instructor": identity_pb2.ROLE_INSTRUCTOR,
+}
+PROTO_TO_ROLE = {value: key for key, value in ROLE_TO_PROTO.items()}
+
+PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks"})
+
+
+def user_to_proto(user: UserRow) -> identity_pb2.User:
+    return identity_pb2.User(
+        id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        role=ROLE_TO_PROTO[user.role],
+        is_active=user.is_active,
+        created_at=to_timestamp(user.created_at),
+        updated_at=to_timestamp(user.updated_at),
+    )
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    def __init__(self, accounts: Accounts, verifier: TokenVerifier, jwks: JwksFile) -> None:
+        self._accounts = accounts
+        self._verifier = verifier
+        self._jwks = jwks
+
+    async def Register(
+        self, request: identity_pb2.RegisterRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RegisterResponse:
+        user = await self._accounts.register(
+            email=request.email,
+            full_name=request.full_name,
+            role=PROTO_TO_ROLE.get(request.role, ""),
+            password=request.password,
+            password_confirm=request.password_confirm,
+        )
+        return identity_pb2.RegisterResponse(user=user_to_proto(user))
+
+    async def Login(
+        self, request: identity_pb2.LoginRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.LoginResponse:
+        user, pair = await self._accounts.login(email=request.email, password=request.password)
+        return identity_pb2.LoginResponse(
+            access_token=pair.access, refresh_token=pair.refresh, user=user_to_proto(user)
+        )
+
+    async def RefreshToken(
+        self, request: identity_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RefreshTokenResponse:
+        pair = await self._accounts.refresh(request.refresh_token)
+        return identity_pb2.RefreshTokenResponse(
+            access_token=pair.access, refresh_token=pair.refresh
+        )
+
+    async def RevokeToken(
+        self, request: identity_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RevokeTokenResponse:
+        await self._accounts.revoke(current_claims(), request.refresh_token)
+        return identity_pb2.RevokeTokenResponse()
+
+    async def VerifyToken(
+        self, request: identity_pb2.VerifyTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.VerifyTokenResponse:
+        kind = "refresh" if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH else "access"
+        claims = self._verifier.verify(request.token, kind)
+        return identity_pb2.VerifyTokenResponse(
+            user_id=claims.user_id,
+            role=ROLE_TO_PROTO.get(claims.role, identity_pb2.ROLE_UNSPECIFIED),
+            expires_at=to_timestamp(claims.expires_at),
+        )
+
+    async def GetUser(
+        self, request: identity_pb2.GetUserRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.GetUserResponse:
+        user = await self._accounts.get_user(current_claims(), request.user_id)
+        return identity_pb2.GetUserResponse(user=user_to_proto(user))
+
+    async def GetJwks(
+        self, request: identity_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.GetJwksResponse:
+        return identity_pb2.GetJwksResponse(jwks_json=self._jwks.document())

@@ -1,0 +1,89 @@
+"""Identity rules: who may register with what, and how emails compare. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from email_validator import EmailNotValidError, validate_email
+
+from libs.errors import NON_FIELD, FieldErrorCollector
+
+EMAIL_MAX = 254
+FULL_NAME_MAX = 255
+PASSWORD_MIN = 8
+# argon2 hashes any length, but an unbounded password is a cheap way to burn our CPU.
+PASSWORD_MAX = 128
+REQUIRED = "This field is required."
+
+
+class Role(StrEnum):
+    STUDENT = "Student"
+    INSTRUCTOR = "Instructor"
+
+
+@dataclass(frozen=True)
+class NewUser:
+    email: str
+    full_name: str
+    role: Role
+    password: str
+
+
+def normalize_email(email: str) -> str:
+    """The form emails are compared in: uniqueness and login are case-insensitive."""
+    return email.strip().lower()
+
+
+def validate_registration(
+    *, email: str, full_name: str, role: str, password: str, password_confirm: str
+) -> NewUser:
+    """Check every field and report all problems at once (InvalidArgument)."""
+    errors = FieldErrorCollector()
+    email = email.strip()
+    if not email:
+        errors.add("email", REQUIRED)
+    elif len(email) > EMAIL_MAX:
+        errors.add("email", f"Ensure this field has no more than {EMAIL_MAX} characters.")
+    else:
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError:
+            errors.add("email", "Enter a valid email address.")
+
+    full_name = full_name.strip()
+    if not full_name:
+        errors.add("full_name", REQUIRED)
+    elif len(full_name) > FULL_NAME_MAX:
+        errors.add("full_name", f"Ensure this field has no more than {FULL_NAME_MAX} characters.")
+
+    parsed_role: Role | None = None
+    if not role:
+        errors.add("role", REQUIRED)
+    else:
+        try:
+            parsed_role = Role(role)
+        except ValueError:
+            errors.add("role", f'"{role}" is not a valid choice. Choose Student or Instructor.')
+
+    for field, value in (("password", password), ("password_confirm", password_confirm)):
+        if not value:
+            errors.add(field, REQUIRED)
+    if password:
+        for problem in password_problems(password):
+            errors.add("password", problem)
+    if password and password_confirm and password != password_confirm:
+        errors.add(NON_FIELD, "Passwords do not match.")
+
+    errors.raise_if_any()
+    assert parsed_role is not None
+    return NewUser(email=email, full_name=full_name, role=parsed_role, password=password)
+
+
+def password_problems(password: str) -> list[str]:
+    problems = []
+    if len(password) < PASSWORD_MIN:
+        problems.append(f"Ensure this field has at least {PASSWORD_MIN} characters.")
+    if len(password) > PASSWORD_MAX:
+        problems.append(f"Ensure this field has no more than {PASSWORD_MAX} characters.")
+    return problems
