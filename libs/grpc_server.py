@@ -135,12 +135,14 @@ class GrpcServer:
         self.definition = definition
         self._address = f"{host}:{port}"
         self._grace = shutdown_grace_s
-        self._server = grpc.aio.server(interceptors=[CallContextInterceptor(definition, verifier)])
-        self._health = health.aio.HealthServicer()
+        self._interceptor = CallContextInterceptor(definition, verifier)
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
 
     async def start(self) -> int:
+        # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
+        self._server = grpc.aio.server(interceptors=[self._interceptor])
+        self._health = health.aio.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -1,0 +1,27 @@
+# One image for every service; the command picks which one runs (see docker-compose.yml).
+# Build stage: generate the protobuf code (grpcio-tools is a build-time tool only).
+FROM python:3.11-slim AS build
+WORKDIR /app
+COPY pyproject.toml ./
+COPY protos ./protos
+RUN pip install --no-cache-dir "grpcio-tools>=1.70,<2" \
+ && mkdir -p /gen \
+ && python -m grpc_tools.protoc -I protos --python_out=/gen --pyi_out=/gen --grpc_python_out=/gen \
+      $(find protos -name '*.proto')
+
+# Runtime stage: the service dependencies only (no embedded PostgreSQL/Redis, no test tools).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app:/app/libs/generated \
+    JWT_KEYS_DIR=/keys MAIL_DIR=/mail \
+    GRPC_BIND_HOST=0.0.0.0 GATEWAY_HOST=0.0.0.0
+WORKDIR /app
+COPY pyproject.toml ./
+COPY libs ./libs
+COPY services ./services
+COPY gateway ./gateway
+RUN pip install --no-cache-dir . && rm -rf build
+COPY --from=build /gen ./libs/generated
+RUN useradd --system --uid 10001 app && mkdir -p /keys /mail && chown app /keys /mail
+USER app
+CMD ["python", "-m", "gateway"]
