@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,6 +57,10 @@ def validate_registration(
         errors.add("full_name", REQUIRED)
     elif len(full_name) > FULL_NAME_MAX:
         errors.add("full_name", f"Ensure this field has no more than {FULL_NAME_MAX} characters.")
+    elif any(unicodedata.category(char) == "Cc" for char in full_name):
+        # A name goes into emails and logs; control characters (NUL, newlines) have no place
+        # there, and PostgreSQL cannot even store NUL.
+        errors.add("full_name", "Control characters are not allowed.")
 
     parsed_role: Role | None = None
     if not role:

@@ -83,6 +83,12 @@ class EmailTaken(Exception):
     pass
 
 
+def storable(text: str) -> bool:
+    """PostgreSQL text cannot hold U+0000; a lookup by such a value can only find nothing
+    (and would otherwise fail in the driver)."""
+    return "\x00" not in text
+
+
 async def insert_user(
     session: AsyncSession, *, email: str, full_name: str, role: str, password_hash: str
 ) -> UserRow:
@@ -100,6 +106,8 @@ async def insert_user(
 
 
 async def user_by_email(session: AsyncSession, normalized_email: str) -> UserRow | None:
+    if not storable(normalized_email):
+        return None
     row = (
         await session.execute(
             sa.select(users).where(sa.func.lower(users.c.email) == normalized_email)
@@ -114,6 +122,8 @@ async def user_by_id(session: AsyncSession, user_id: int) -> UserRow | None:
 
 
 async def email_exists(session: AsyncSession, normalized_email: str) -> bool:
+    if not storable(normalized_email):
+        return False
     statement = sa.select(sa.exists().where(sa.func.lower(users.c.email) == normalized_email))
     return bool(await session.scalar(statement))
 
