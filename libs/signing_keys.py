@@ -36,7 +36,9 @@ def _kid_of(path: Path) -> str:
 def generate_signing_key(keys_dir: Path) -> str:
     """Create a new key, make it the active one, and republish the JWKS. Returns its kid."""
     keys_dir.mkdir(parents=True, exist_ok=True)
-    kid = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+    # Microseconds keep two keys made within one second in creation order (older kids without
+    # them still sort first: "-" sorts before any digit).
+    kid = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(4)}"
     pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -103,13 +103,17 @@ class TokenIssuer:
 
 
 class JwksFile:
-    """Public keys from the JWKS file, re-read at most once a second when an unknown kid shows up."""
+    """Public keys from the JWKS file, re-read at most once a second when an unknown kid shows up,
+    and at least every `max_age_s`, so a retired key stops verifying without a restart."""
 
-    def __init__(self, keys_dir: Path, min_reload_interval_s: float = 1.0) -> None:
+    def __init__(
+        self, keys_dir: Path, min_reload_interval_s: float = 1.0, max_age_s: float = 300.0
+    ) -> None:
         self._path = keys_dir / JWKS_FILE
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._loaded_at = float("-inf")
         self._min_interval = min_reload_interval_s
+        self._max_age = max_age_s
 
     def _reload(self) -> None:
         self._loaded_at = time.monotonic()
@@ -126,7 +130,8 @@ class JwksFile:
         self._keys = keys
 
     def get(self, kid: str) -> Ed25519PublicKey | None:
-        if kid not in self._keys and time.monotonic() - self._loaded_at >= self._min_interval:
+        age = time.monotonic() - self._loaded_at
+        if age >= self._max_age or (kid not in self._keys and age >= self._min_interval):
             self._reload()
         return self._keys.get(kid)
 
