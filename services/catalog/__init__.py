@@ -1,0 +1,3 @@
+"""Catalog: courses and their ordered lessons (schema `catalog`)."""
+
+SCHEMA = "catalog"

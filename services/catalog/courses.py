@@ -1,0 +1,239 @@
+"""Catalog use cases: each loads what the rules need, applies them, and writes, in one
+transaction. The caller is always the verified token's claims; nothing about visibility comes
+from the request. api.py only translates to and from protos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs.db import transaction
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.tokens import Claims
+from services.catalog import store
+from services.catalog.domain import (
+    COURSE_FIELDS,
+    COURSE_NOT_FOUND,
+    LESSON_FIELDS,
+    LESSON_NOT_FOUND,
+    NewLesson,
+    clean_course_fields,
+    clean_id_filter,
+    clean_lesson_fields,
+    clean_new_lesson,
+    clean_new_lessons,
+    course_code,
+    ensure_can_create_course,
+    ensure_enrollable,
+    ensure_owner,
+    ensure_publishable,
+    is_visible,
+    list_scope,
+    order_taken,
+    orders_taken,
+    page_request,
+    parse_update_mask,
+    visible,
+)
+from services.catalog.store import CourseWithLessons, LessonRow
+
+COURSE_REQUIRED = "This field is required."
+UNPAGED_NEEDS_FILTER = "Only allowed together with course_id or course_ids."
+ORDERS_RACED = "An order in this request was just taken in this course; nothing was created."
+INSTRUCTOR_NAME_MAX = 255
+
+
+def instructor_name(caller: Claims) -> str:
+    """The name shown on a course: the creator's name in their token at creation time."""
+    return (caller.full_name.strip() or caller.email)[:INSTRUCTOR_NAME_MAX]
+
+
+class Catalog:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    # --- courses -------------------------------------------------------------------------------
+
+    async def create_course(
+        self, caller: Claims, *, title: str, short_description: str
+    ) -> CourseWithLessons:
+        ensure_can_create_course(caller)
+        fields = clean_course_fields(
+            {"title": title, "short_description": short_description}, COURSE_FIELDS
+        )
+        async with transaction(self._sessions) as session:
+            number = await store.next_course_number(session)
+            course = await store.insert_course(
+                session,
+                code=course_code(number),
+                title=fields["title"],
+                short_description=fields["short_description"],
+                instructor_id=caller.user_id,
+                instructor_name=instructor_name(caller),
+            )
+        return CourseWithLessons(course, [])
+
+    async def get_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
+        async with self._sessions() as session:
+            course = visible(await store.course_by_id(session, course_id), caller)
+            return await store.course_with_lessons(session, course)
+
+    async def list_courses(
+        self, caller: Claims, *, page: int, page_size: int, course_ids: Sequence[int]
+    ) -> tuple[list[CourseWithLessons], int]:
+        window = page_request(page, page_size)
+        ids = clean_id_filter(course_ids, "course_ids")
+        async with self._sessions() as session:
+            return await store.list_courses(
+                session, list_scope(caller), ids, offset=window.offset, limit=window.limit
+            )
+
+    async def update_course(
+        self, caller: Claims, course_id: int, values: Mapping[str, str], mask: Sequence[str]
+    ) -> CourseWithLessons:
+        """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
+        fields = parse_update_mask(mask, COURSE_FIELDS)
+        async with transaction(self._sessions) as session:
+            course = await self._owned_course(session, caller, course_id, lock="update")
+            cleaned = clean_course_fields(values, fields)
+            if cleaned:
+                course = await store.update_course(session, course.id, cleaned)
+            return await store.course_with_lessons(session, course)
+
+    async def delete_course(self, caller: Claims, course_id: int) -> None:
+        async with transaction(self._sessions) as session:
+            course = await self._owned_course(session, caller, course_id, lock="update")
+            await store.soft_delete_course(session, course.id)
+
+    async def publish_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
+        async with transaction(self._sessions) as session:
+            # Locked, so two concurrent publishes cannot both see a draft.
+            course = await self._owned_course(session, caller, course_id, lock="update")
+            ensure_publishable(course)
+            course = await store.publish_course(session, course.id)
+            return await store.course_with_lessons(session, course)
+
+    async def course_for_enrollment(self, caller: Claims, course_id: int) -> CourseWithLessons:
+        """For the learning service: a published course with its lessons, or why not."""
+        async with self._sessions() as session:
+            course = await store.course_by_id(session, course_id)
+            if course is None:
+                raise NotFound(COURSE_NOT_FOUND)
+            ensure_enrollable(course)
+            return await store.course_with_lessons(session, course)
+
+    # --- lessons -------------------------------------------------------------------------------
+
+    async def create_lesson(
+        self, caller: Claims, course_id: int, *, title: str, content: str, order: int
+    ) -> LessonRow:
+        self._require_course_id(course_id)
+        async with transaction(self._sessions) as session:
+            course = await self._owned_course(session, caller, course_id, lock="share")
+            lesson = clean_new_lesson(title, content, order)
+            try:
+                created = await store.insert_lessons(session, course.id, [lesson])
+            except store.OrderTaken:
+                # The unique index decided (also under concurrent creates of the same order).
+                raise order_taken() from None
+        return created[0]
+
+    async def bulk_create_lessons(
+        self, caller: Claims, course_id: int, lessons: Sequence[NewLesson]
+    ) -> list[LessonRow]:
+        """All lessons in one transaction, or none."""
+        self._require_course_id(course_id)
+        async with transaction(self._sessions) as session:
+            course = await self._owned_course(session, caller, course_id, lock="share")
+            cleaned = clean_new_lessons(lessons)
+            taken = await store.taken_orders(session, course.id, [x.order for x in cleaned])
+            if taken:
+                raise orders_taken(taken)
+            try:
+                return await store.insert_lessons(session, course.id, cleaned)
+            except store.OrderTaken:
+                raise FailedPrecondition.on_field("lessons", ORDERS_RACED) from None
+
+    async def get_lesson(self, caller: Claims, lesson_id: int) -> LessonRow:
+        async with self._sessions() as session:
+            found = await store.lesson_by_id(session, lesson_id)
+        if found is None or not is_visible(found[1], caller):
+            raise NotFound(LESSON_NOT_FOUND)
+        return found[0]
+
+    async def list_lessons(
+        self,
+        caller: Claims,
+        *,
+        course_id: int,
+        course_ids: Sequence[int],
+        page: int,
+        page_size: int,
+        unpaged: bool,
+    ) -> tuple[list[LessonRow], int]:
+        ids = clean_id_filter(course_ids, "course_ids")
+        if course_id < 0:
+            raise InvalidArgument.on_field("course", "Ensure this value is greater than 0.")
+        if unpaged and not course_id and ids is None:
+            raise InvalidArgument.on_field("unpaged", UNPAGED_NEEDS_FILTER)
+        window = page_request(page, page_size)
+        async with self._sessions() as session:
+            return await store.list_lessons(
+                session,
+                list_scope(caller),
+                course_id=course_id or None,
+                course_ids=ids,
+                offset=0 if unpaged else window.offset,
+                limit=None if unpaged else window.limit,
+            )
+
+    async def update_lesson(
+        self,
+        caller: Claims,
+        lesson_id: int,
+        values: Mapping[str, str | int],
+        mask: Sequence[str],
+    ) -> LessonRow:
+        """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
+        fields = parse_update_mask(mask, LESSON_FIELDS)
+        async with transaction(self._sessions) as session:
+            lesson = await self._owned_lesson(session, caller, lesson_id)
+            cleaned = clean_lesson_fields(values, fields)
+            if not cleaned:
+                return lesson
+            try:
+                return await store.update_lesson(session, lesson.id, cleaned)
+            except store.OrderTaken:
+                raise order_taken() from None
+
+    async def delete_lesson(self, caller: Claims, lesson_id: int) -> None:
+        async with transaction(self._sessions) as session:
+            lesson = await self._owned_lesson(session, caller, lesson_id)
+            await store.soft_delete_lesson(session, lesson.id)
+
+    # --- shared lookups ------------------------------------------------------------------------
+
+    @staticmethod
+    def _require_course_id(course_id: int) -> None:
+        if course_id <= 0:
+            raise InvalidArgument.on_field("course", COURSE_REQUIRED)
+
+    @staticmethod
+    async def _owned_course(
+        session: AsyncSession, caller: Claims, course_id: int, *, lock: store.Lock
+    ) -> store.CourseRow:
+        """The course, NOT_FOUND when hidden from the caller, PERMISSION_DENIED when not theirs."""
+        course = visible(await store.course_by_id(session, course_id, lock=lock), caller)
+        ensure_owner(course, caller)
+        return course
+
+    @staticmethod
+    async def _owned_lesson(session: AsyncSession, caller: Claims, lesson_id: int) -> LessonRow:
+        found = await store.lesson_by_id(session, lesson_id, lock="update")
+        if found is None:
+            raise NotFound(LESSON_NOT_FOUND)
+        lesson, course = found
+        ensure_owner(visible(course, caller, LESSON_NOT_FOUND), caller)
+        return lesson

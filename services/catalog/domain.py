@@ -1,0 +1,299 @@
+"""Catalog rules: what a valid course or lesson is, who sees which course, who may change it.
+
+Pure functions over plain values, no I/O: the use cases (courses.py) load rows, ask these rules,
+and write. Field names in errors are the REST ones (`course`, `order`, `lessons.2.title`), so
+the gateway can hand them to clients unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from libs.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldErrorCollector,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from libs.tokens import Claims
+
+COURSE_TITLE_MAX = 255
+SHORT_DESCRIPTION_MAX = 500
+LESSON_TITLE_MAX = 255
+# Lessons are text; a bound keeps one request from filling the database (the gateway's body
+# limit is 1 MiB, gRPC's default message limit 4 MiB).
+LESSON_CONTENT_MAX = 100_000
+ORDER_MIN = 1
+ORDER_MAX = 2**31 - 1  # proto int32
+MAX_BULK_LESSONS = 500
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+# Bound on `course_ids` filters from internal callers: one SQL array, not an unbounded list.
+MAX_FILTER_IDS = 1000
+
+BLANK = "This field may not be blank."
+NUL = "Null characters are not allowed."
+COURSE_NOT_FOUND = "Course not found."
+LESSON_NOT_FOUND = "Lesson not found."
+NOT_OWNER = "You can only change your own courses."
+ONLY_INSTRUCTORS = "Only instructors can create courses."
+NOT_A_DRAFT = "Only a draft course can be published; this course is already {status}."
+NOT_PUBLISHED = "Only published courses can be enrolled in"
+ORDER_TAKEN = "A lesson with this order already exists in this course."
+
+
+def too_long(limit: int) -> str:
+    return f"Ensure this field has no more than {limit} characters."
+
+
+class CourseStatus(StrEnum):
+    DRAFT = "draft"
+    PUBLISHED = "published"
+
+
+class OwnedCourse(Protocol):
+    """What the access rules need to know about a course (a store row satisfies it)."""
+
+    @property
+    def instructor_id(self) -> int: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+C = TypeVar("C", bound=OwnedCourse)
+
+
+def course_code(number: int) -> str:
+    """COURSE-0001 .. COURSE-9999, then COURSE-10000 and so on (never truncated)."""
+    if number < 1:
+        raise ValueError("course numbers start at 1")
+    return f"COURSE-{number:04d}"
+
+
+# --- who sees and changes what -----------------------------------------------------------------
+
+
+def ensure_can_create_course(caller: Claims) -> None:
+    if not caller.is_instructor:
+        raise PermissionDenied(ONLY_INSTRUCTORS)
+
+
+def is_visible(course: OwnedCourse, caller: Claims) -> bool:
+    """A course is visible to its own instructor in any status, and to everyone once published."""
+    return course.instructor_id == caller.user_id or course.status == CourseStatus.PUBLISHED
+
+
+def visible(course: C | None, caller: Claims, not_found: str = COURSE_NOT_FOUND) -> C:
+    """The course, or NOT_FOUND when it does not exist or the caller may not see it.
+
+    Hidden and missing look the same, so nobody learns that someone else's draft exists.
+    """
+    if course is None or not is_visible(course, caller):
+        raise NotFound(not_found)
+    return course
+
+
+def ensure_owner(course: OwnedCourse, caller: Claims) -> None:
+    """Only a course's instructor changes it or its lessons (checked after `visible`)."""
+    if course.instructor_id != caller.user_id:
+        raise PermissionDenied(NOT_OWNER)
+
+
+def ensure_publishable(course: OwnedCourse) -> None:
+    if course.status != CourseStatus.DRAFT:
+        raise FailedPrecondition.on_field("status", NOT_A_DRAFT.format(status=course.status))
+
+
+def ensure_enrollable(course: OwnedCourse) -> None:
+    if course.status != CourseStatus.PUBLISHED:
+        raise FailedPrecondition.on_field("course", NOT_PUBLISHED)
+
+
+@dataclass(frozen=True)
+class ListScope:
+    """Which courses a caller's listings draw from.
+
+    Instructors list their own courses (any status); everyone else lists published courses.
+    """
+
+    instructor_id: int | None
+    published_only: bool
+
+
+def list_scope(caller: Claims) -> ListScope:
+    if caller.is_instructor:
+        return ListScope(instructor_id=caller.user_id, published_only=False)
+    return ListScope(instructor_id=None, published_only=True)
+
+
+# --- field validation --------------------------------------------------------------------------
+
+
+def _clean_text(
+    errors: FieldErrorCollector, field: str, value: str, limit: int, *, strip: bool = True
+) -> str:
+    cleaned = value.strip() if strip else value
+    if "\x00" in value:
+        errors.add(field, NUL)  # PostgreSQL text cannot hold NUL
+    elif not cleaned.strip():
+        errors.add(field, BLANK)
+    elif len(cleaned) > limit:
+        errors.add(field, too_long(limit))
+    return cleaned
+
+
+def _clean_order(errors: FieldErrorCollector, field: str, value: int) -> int:
+    if value < ORDER_MIN:
+        errors.add(field, f"Ensure this value is greater than or equal to {ORDER_MIN}.")
+    elif value > ORDER_MAX:
+        errors.add(field, f"Ensure this value is less than or equal to {ORDER_MAX}.")
+    return value
+
+
+COURSE_FIELDS = ("title", "short_description")
+LESSON_FIELDS = ("title", "content", "order")
+
+
+def clean_course_fields(values: Mapping[str, str], fields: Iterable[str]) -> dict[str, str]:
+    """Validate the named course fields (all problems at once); returns their cleaned values."""
+    errors = FieldErrorCollector()
+    cleaned: dict[str, str] = {}
+    for name in fields:
+        limit = COURSE_TITLE_MAX if name == "title" else SHORT_DESCRIPTION_MAX
+        cleaned[name] = _clean_text(errors, name, values[name], limit)
+    errors.raise_if_any()
+    return cleaned
+
+
+def _collect_lesson_fields(
+    errors: FieldErrorCollector,
+    values: Mapping[str, str | int],
+    fields: Iterable[str],
+    prefix: str = "",
+) -> dict[str, str | int]:
+    cleaned: dict[str, str | int] = {}
+    for name in fields:
+        value = values[name]
+        key = f"{prefix}{name}"
+        if name == "order":
+            cleaned[name] = _clean_order(errors, key, int(value))
+        elif name == "title":
+            cleaned[name] = _clean_text(errors, key, str(value), LESSON_TITLE_MAX)
+        else:  # content keeps its whitespace: it may be formatted text
+            cleaned[name] = _clean_text(errors, key, str(value), LESSON_CONTENT_MAX, strip=False)
+    return cleaned
+
+
+def clean_lesson_fields(
+    values: Mapping[str, str | int], fields: Iterable[str]
+) -> dict[str, str | int]:
+    errors = FieldErrorCollector()
+    cleaned = _collect_lesson_fields(errors, values, fields)
+    errors.raise_if_any()
+    return cleaned
+
+
+@dataclass(frozen=True)
+class NewLesson:
+    title: str
+    content: str
+    order: int
+
+
+def clean_new_lesson(title: str, content: str, order: int) -> NewLesson:
+    cleaned = clean_lesson_fields(
+        {"title": title, "content": content, "order": order}, LESSON_FIELDS
+    )
+    return NewLesson(str(cleaned["title"]), str(cleaned["content"]), int(cleaned["order"]))
+
+
+def clean_new_lessons(lessons: Sequence[NewLesson]) -> list[NewLesson]:
+    """A bulk request: not empty, not too long, every item valid, no order twice."""
+    errors = FieldErrorCollector()
+    if not lessons:
+        errors.add("lessons", "This list may not be empty.")
+    elif len(lessons) > MAX_BULK_LESSONS:
+        errors.add("lessons", f"Ensure this list has no more than {MAX_BULK_LESSONS} items.")
+    errors.raise_if_any()
+    cleaned: list[NewLesson] = []
+    for index, lesson in enumerate(lessons):
+        values = _collect_lesson_fields(
+            errors,
+            {"title": lesson.title, "content": lesson.content, "order": lesson.order},
+            LESSON_FIELDS,
+            prefix=f"lessons.{index}.",
+        )
+        cleaned.append(
+            NewLesson(str(values["title"]), str(values["content"]), int(values["order"]))
+        )
+    repeated = sorted(
+        order for order, seen in Counter(x.order for x in cleaned).items() if seen > 1
+    )
+    for order in repeated:
+        errors.add("lessons", f"Order {order} appears more than once in the request.")
+    errors.raise_if_any()
+    return cleaned
+
+
+def orders_taken(orders: Iterable[int]) -> FailedPrecondition:
+    """The error for a bulk request whose orders are already used in the course."""
+    return FailedPrecondition(
+        None,
+        {
+            "lessons": [
+                f"Order {order} is already taken in this course." for order in sorted(orders)
+            ]
+        },
+    )
+
+
+def order_taken(field: str = "order") -> DomainError:
+    return FailedPrecondition.on_field(field, ORDER_TAKEN)
+
+
+def parse_update_mask(paths: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """The fields an update names, in a stable order; an unknown path is INVALID_ARGUMENT."""
+    unknown = sorted(set(paths) - set(allowed))
+    if unknown:
+        raise InvalidArgument.on_field(
+            "update_mask",
+            f"Unknown field(s) {', '.join(unknown)}; updatable: {', '.join(allowed)}.",
+        )
+    return tuple(name for name in allowed if name in paths)
+
+
+# --- paging and filters ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    offset: int
+    limit: int
+
+
+def page_request(page: int, page_size: int) -> PageRequest:
+    """1-based page and 1..100 page size; zero means the default (proto3 cannot say 'unset')."""
+    errors = FieldErrorCollector()
+    if page < 0:
+        errors.add("page", "Ensure this value is greater than or equal to 1.")
+    if page_size < 0 or page_size > MAX_PAGE_SIZE:
+        errors.add("page_size", f"Ensure this value is between 1 and {MAX_PAGE_SIZE}.")
+    errors.raise_if_any()
+    size = page_size or DEFAULT_PAGE_SIZE
+    return PageRequest(offset=(max(page, 1) - 1) * size, limit=size)
+
+
+def clean_id_filter(ids: Sequence[int], field: str) -> tuple[int, ...] | None:
+    """A `course_ids` filter: None when absent, else distinct positive ids (at most 1000)."""
+    if not ids:
+        return None
+    if len(ids) > MAX_FILTER_IDS:
+        raise InvalidArgument.on_field(field, f"At most {MAX_FILTER_IDS} ids are allowed.")
+    return tuple(sorted({value for value in ids if value > 0}))

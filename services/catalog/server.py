@@ -1,0 +1,35 @@
+"""Builds the catalog gRPC server from settings."""
+
+from __future__ import annotations
+
+import grpc
+from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+
+from libs.db import create_engine, session_factory
+from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.settings import Settings
+from libs.tokens import verifier_from_settings
+from services.catalog.api import CatalogServicer
+from services.catalog.courses import Catalog
+
+SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+
+
+def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
+    engine = create_engine(settings, "catalog")
+    servicer = CatalogServicer(Catalog(session_factory(engine)))
+
+    def register(server: grpc.aio.Server) -> None:
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
+
+    # Every method needs an access token: visibility follows from the caller's claims alone.
+    definition = ServiceDefinition(
+        full_name=SERVICE_NAME, register=register, on_stop=engine.dispose
+    )
+    return GrpcServer(
+        definition,
+        verifier_from_settings(settings),
+        host=settings.grpc_bind_host,
+        port=settings.catalog_port if port is None else port,
+        shutdown_grace_s=settings.grpc_shutdown_grace_s,
+    )

@@ -1,0 +1,444 @@
+"""Tables of schema `catalog` and the queries the service runs on them.
+
+Soft delete: a deleted course (and its lessons) keeps its row with `deleted_at` set, so its code
+is never handed out again and nothing that referenced it by id is left dangling; every query
+here reads live rows only. Lesson `order` is unique among a course's live lessons by a partial
+unique index, which is what settles concurrent creates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.db import schema_metadata
+from services.catalog import SCHEMA
+from services.catalog.domain import CourseStatus, ListScope, NewLesson
+
+metadata = schema_metadata(SCHEMA)
+
+# Codes come from their own sequence: unique under concurrent creates, never reused (a sequence
+# never hands a value out twice, even when the transaction that drew it rolls back).
+course_code_seq = sa.Sequence("course_code_seq", metadata=metadata)
+
+courses = sa.Table(
+    "courses",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("code", sa.String(32), nullable=False, unique=True),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("short_description", sa.String(500), nullable=False),
+    # The instructor's user id in identity (another schema: no foreign key on purpose).
+    sa.Column("instructor_id", sa.BigInteger, nullable=False),
+    # Snapshot of the instructor's name from their token at creation (see docs/catalog.md).
+    sa.Column("instructor_name", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default=CourseStatus.DRAFT.value),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("status IN ('draft', 'published')", name="status"),
+)
+# The two listings: an instructor's own courses, and the published catalogue (newest first).
+sa.Index(
+    "ix_courses_instructor_live",
+    courses.c.instructor_id,
+    courses.c.id,
+    postgresql_where=courses.c.deleted_at.is_(None),
+)
+sa.Index(
+    "ix_courses_published_live",
+    courses.c.id,
+    postgresql_where=sa.and_(courses.c.status == "published", courses.c.deleted_at.is_(None)),
+)
+
+lessons = sa.Table(
+    "lessons",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("course_id", sa.BigInteger, sa.ForeignKey(courses.c.id), nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    # `order` in the API; `position` here because ORDER is a reserved word in SQL.
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("position >= 1", name="position_positive"),
+)
+LESSON_ORDER_INDEX = "uq_lessons_course_live_position"
+# One live lesson per (course, order); also the index every "lessons of a course" read uses.
+sa.Index(
+    LESSON_ORDER_INDEX,
+    lessons.c.course_id,
+    lessons.c.position,
+    unique=True,
+    postgresql_where=lessons.c.deleted_at.is_(None),
+)
+
+UNIQUE_VIOLATION = "23505"
+
+Lock = Literal["share", "update"] | None
+
+
+@dataclass(frozen=True)
+class CourseRow:
+    id: int
+    code: str
+    title: str
+    short_description: str
+    instructor_id: int
+    instructor_name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class LessonRow:
+    id: int
+    course_id: int
+    title: str
+    content: str
+    order: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CourseWithLessons:
+    course: CourseRow
+    # Every live lesson of the course, by order; lesson_count is its length.
+    lessons: list[LessonRow]
+
+
+class OrderTaken(Exception):
+    """The lesson order index refused a row: that order is already used in the course."""
+
+
+_COURSE_COLUMNS = (
+    courses.c.id,
+    courses.c.code,
+    courses.c.title,
+    courses.c.short_description,
+    courses.c.instructor_id,
+    courses.c.instructor_name,
+    courses.c.status,
+    courses.c.created_at,
+    courses.c.updated_at,
+)
+_LESSON_COLUMNS = (
+    lessons.c.id,
+    lessons.c.course_id,
+    lessons.c.title,
+    lessons.c.content,
+    lessons.c.position.label("order"),
+    lessons.c.created_at,
+    lessons.c.updated_at,
+)
+_LESSON_ORDERING = (lessons.c.course_id, lessons.c.position, lessons.c.id)
+
+
+def _course(row: sa.Row) -> CourseRow:
+    return CourseRow(**row._mapping)
+
+
+def _lesson(row: sa.Row) -> LessonRow:
+    return LessonRow(**row._mapping)
+
+
+def _is_order_conflict(error: IntegrityError) -> bool:
+    diag = getattr(error.orig, "diag", None)
+    return (
+        getattr(error.orig, "sqlstate", None) == UNIQUE_VIOLATION
+        and getattr(diag, "constraint_name", None) == LESSON_ORDER_INDEX
+    )
+
+
+def _with_lock(statement: sa.Select, lock: Lock, of: sa.Table) -> sa.Select:
+    if lock == "share":
+        # Lesson writes: blocks a concurrent delete/publish of the course, not each other.
+        return statement.with_for_update(read=True, of=of)
+    if lock == "update":
+        # FOR NO KEY UPDATE: what an UPDATE of non-key columns takes anyway.
+        return statement.with_for_update(key_share=True, of=of)
+    return statement
+
+
+# --- courses -----------------------------------------------------------------------------------
+
+
+async def next_course_number(session: AsyncSession) -> int:
+    return int(await session.scalar(sa.select(course_code_seq.next_value())))
+
+
+async def insert_course(
+    session: AsyncSession,
+    *,
+    code: str,
+    title: str,
+    short_description: str,
+    instructor_id: int,
+    instructor_name: str,
+) -> CourseRow:
+    statement = (
+        sa.insert(courses)
+        .values(
+            code=code,
+            title=title,
+            short_description=short_description,
+            instructor_id=instructor_id,
+            instructor_name=instructor_name,
+        )
+        .returning(*_COURSE_COLUMNS)
+    )
+    return _course((await session.execute(statement)).one())
+
+
+async def course_by_id(
+    session: AsyncSession, course_id: int, lock: Lock = None
+) -> CourseRow | None:
+    statement = sa.select(*_COURSE_COLUMNS).where(
+        courses.c.id == course_id, courses.c.deleted_at.is_(None)
+    )
+    row = (await session.execute(_with_lock(statement, lock, courses))).one_or_none()
+    return _course(row) if row else None
+
+
+async def update_course(session: AsyncSession, course_id: int, values: dict[str, str]) -> CourseRow:
+    statement = (
+        sa.update(courses)
+        .where(courses.c.id == course_id)
+        .values(**values, updated_at=sa.func.now())
+        .returning(*_COURSE_COLUMNS)
+    )
+    return _course((await session.execute(statement)).one())
+
+
+async def publish_course(session: AsyncSession, course_id: int) -> CourseRow:
+    statement = (
+        sa.update(courses)
+        .where(courses.c.id == course_id)
+        .values(
+            status=CourseStatus.PUBLISHED.value,
+            published_at=sa.func.now(),
+            updated_at=sa.func.now(),
+        )
+        .returning(*_COURSE_COLUMNS)
+    )
+    return _course((await session.execute(statement)).one())
+
+
+async def soft_delete_course(session: AsyncSession, course_id: int) -> None:
+    """The course and its live lessons get one deletion time, in the caller's transaction."""
+    now = sa.func.now()
+    await session.execute(
+        sa.update(lessons)
+        .where(lessons.c.course_id == course_id, lessons.c.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
+    await session.execute(
+        sa.update(courses).where(courses.c.id == course_id).values(deleted_at=now)
+    )
+
+
+def _course_conditions(scope: ListScope, ids: Sequence[int] | None) -> list[sa.ColumnElement]:
+    conditions: list[sa.ColumnElement] = [courses.c.deleted_at.is_(None)]
+    if scope.instructor_id is not None:
+        conditions.append(courses.c.instructor_id == scope.instructor_id)
+    if scope.published_only:
+        conditions.append(courses.c.status == CourseStatus.PUBLISHED.value)
+    if ids is not None:
+        conditions.append(courses.c.id.in_(ids))
+    return conditions
+
+
+async def lessons_of_courses(
+    session: AsyncSession, course_ids: Sequence[int]
+) -> dict[int, list[LessonRow]]:
+    """Every live lesson of the given courses, by order, in ONE statement whatever their number."""
+    by_course: dict[int, list[LessonRow]] = {course_id: [] for course_id in course_ids}
+    if not course_ids:
+        return by_course
+    statement = (
+        sa.select(*_LESSON_COLUMNS)
+        .where(lessons.c.course_id.in_(course_ids), lessons.c.deleted_at.is_(None))
+        .order_by(*_LESSON_ORDERING)
+    )
+    for row in (await session.execute(statement)).all():
+        lesson = _lesson(row)
+        by_course[lesson.course_id].append(lesson)
+    return by_course
+
+
+async def course_with_lessons(session: AsyncSession, course: CourseRow) -> CourseWithLessons:
+    lessons_by_course = await lessons_of_courses(session, [course.id])
+    return CourseWithLessons(course, lessons_by_course[course.id])
+
+
+async def list_courses(
+    session: AsyncSession,
+    scope: ListScope,
+    ids: Sequence[int] | None,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[list[CourseWithLessons], int]:
+    """One page of courses (newest first) with all their lessons, and the total match count.
+
+    Three statements whatever the page size or the number of lessons: count, page, lessons of
+    the page's courses (two when the page is empty).
+    """
+    conditions = _course_conditions(scope, ids)
+    total = int(
+        await session.scalar(sa.select(sa.func.count()).select_from(courses).where(*conditions))
+        or 0
+    )
+    page = (
+        sa.select(*_COURSE_COLUMNS)
+        .where(*conditions)
+        .order_by(courses.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    rows = [_course(row) for row in (await session.execute(page)).all()]
+    lessons_by_course = await lessons_of_courses(session, [row.id for row in rows])
+    return [CourseWithLessons(row, lessons_by_course[row.id]) for row in rows], total
+
+
+# --- lessons -----------------------------------------------------------------------------------
+
+
+async def taken_orders(session: AsyncSession, course_id: int, orders: Sequence[int]) -> list[int]:
+    statement = sa.select(lessons.c.position).where(
+        lessons.c.course_id == course_id,
+        lessons.c.deleted_at.is_(None),
+        lessons.c.position.in_(orders),
+    )
+    return sorted(await session.scalars(statement))
+
+
+async def insert_lessons(
+    session: AsyncSession, course_id: int, new_lessons: Sequence[NewLesson]
+) -> list[LessonRow]:
+    """All rows in one statement; raises OrderTaken when the order index refuses any of them."""
+    statement = (
+        sa.insert(lessons)
+        .values(
+            [
+                {
+                    "course_id": course_id,
+                    "title": lesson.title,
+                    "content": lesson.content,
+                    "position": lesson.order,
+                }
+                for lesson in new_lessons
+            ]
+        )
+        .returning(*_LESSON_COLUMNS)
+    )
+    try:
+        rows = (await session.execute(statement)).all()
+    except IntegrityError as exc:
+        if _is_order_conflict(exc):
+            raise OrderTaken from exc
+        raise
+    return sorted((_lesson(row) for row in rows), key=lambda lesson: lesson.order)
+
+
+async def lesson_by_id(
+    session: AsyncSession, lesson_id: int, lock: Lock = None
+) -> tuple[LessonRow, CourseRow] | None:
+    """A live lesson of a live course, with its course (the lesson row locked when asked)."""
+    statement = (
+        sa.select(*_LESSON_COLUMNS, *(c.label(f"course__{c.name}") for c in _COURSE_COLUMNS))
+        .select_from(lessons.join(courses, lessons.c.course_id == courses.c.id))
+        .where(
+            lessons.c.id == lesson_id,
+            lessons.c.deleted_at.is_(None),
+            courses.c.deleted_at.is_(None),
+        )
+    )
+    row = (await session.execute(_with_lock(statement, lock, lessons))).one_or_none()
+    if row is None:
+        return None
+    values = row._mapping
+    lesson = LessonRow(**{c.name: values[c.name] for c in _LESSON_COLUMNS})
+    course = CourseRow(**{c.name: values[f"course__{c.name}"] for c in _COURSE_COLUMNS})
+    return lesson, course
+
+
+async def update_lesson(
+    session: AsyncSession, lesson_id: int, values: dict[str, str | int]
+) -> LessonRow:
+    columns = {("position" if name == "order" else name): value for name, value in values.items()}
+    statement = (
+        sa.update(lessons)
+        .where(lessons.c.id == lesson_id)
+        .values(**columns, updated_at=sa.func.now())
+        .returning(*_LESSON_COLUMNS)
+    )
+    try:
+        return _lesson((await session.execute(statement)).one())
+    except IntegrityError as exc:
+        if _is_order_conflict(exc):
+            raise OrderTaken from exc
+        raise
+
+
+async def soft_delete_lesson(session: AsyncSession, lesson_id: int) -> None:
+    await session.execute(
+        sa.update(lessons).where(lessons.c.id == lesson_id).values(deleted_at=sa.func.now())
+    )
+
+
+def _lesson_conditions(
+    scope: ListScope, course_id: int | None, course_ids: Sequence[int] | None
+) -> list[sa.ColumnElement]:
+    conditions = [lessons.c.deleted_at.is_(None), *_course_conditions(scope, course_ids)]
+    if course_id is not None:
+        conditions.append(lessons.c.course_id == course_id)
+    return conditions
+
+
+async def list_lessons(
+    session: AsyncSession,
+    scope: ListScope,
+    *,
+    course_id: int | None,
+    course_ids: Sequence[int] | None,
+    offset: int,
+    limit: int | None,
+) -> tuple[list[LessonRow], int]:
+    """Lessons of the caller's courses (optionally narrowed), by course then order; `limit`
+    None returns every match."""
+    joined = lessons.join(courses, lessons.c.course_id == courses.c.id)
+    conditions = _lesson_conditions(scope, course_id, course_ids)
+    statement = (
+        sa.select(*_LESSON_COLUMNS)
+        .select_from(joined)
+        .where(*conditions)
+        .order_by(*_LESSON_ORDERING)
+    )
+    if limit is None:
+        rows = [_lesson(row) for row in (await session.execute(statement)).all()]
+        return rows, len(rows)
+    total = int(
+        await session.scalar(sa.select(sa.func.count()).select_from(joined).where(*conditions)) or 0
+    )
+    page = statement.offset(offset).limit(limit)
+    return [_lesson(row) for row in (await session.execute(page)).all()], total
