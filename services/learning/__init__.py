@@ -1,0 +1,3 @@
+"""Learning: enrollments, sequential lesson progress, completion and its outbox (schema `learning`)."""
+
+SCHEMA = "learning"

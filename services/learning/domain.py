@@ -1,0 +1,176 @@
+"""Learning rules: who may learn, the order lessons complete in, and how progress is counted.
+
+Pure functions over plain values; no I/O. The use cases load rows, ask these functions, and
+write what they decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from libs.tokens import Claims
+
+STUDENTS_ONLY = "Only students can perform this action."
+ALREADY_ENROLLED = "You are already enrolled in this course."
+COURSE_REQUIRED = "This field is required."
+ENROLLMENT_NOT_FOUND = "Enrollment not found."
+PROGRESS_NOT_FOUND = "Progress not found."
+ONE_WAY = "A completed lesson cannot be marked as not completed."
+COURSE_GONE = "This lesson's course is no longer available."
+ALREADY_COMPLETED = "Lesson is already completed"
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+_HUNDRED = Decimal(100)
+_CENTS = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class CatalogLesson:
+    """A lesson as the catalog describes it now."""
+
+    id: int
+    title: str
+    order: int
+
+
+@dataclass(frozen=True)
+class CatalogCourse:
+    """A course as the catalog describes it now: its title and its live lessons."""
+
+    id: int
+    title: str
+    lessons: tuple[CatalogLesson, ...]
+
+
+@dataclass(frozen=True)
+class LessonState:
+    """One lesson of an enrollment as far as progress goes."""
+
+    progress_id: int
+    lesson_id: int
+    title: str
+    order: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class Summary:
+    total_lessons: int
+    completed_lessons: int
+    completion_percentage: float
+
+    @property
+    def all_done(self) -> bool:
+        """Every lesson that counts is complete (an enrollment with no lessons is never done)."""
+        return self.total_lessons > 0 and self.completed_lessons == self.total_lessons
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+def require_student(claims: Claims) -> None:
+    if not claims.is_student:
+        raise PermissionDenied(STUDENTS_ONLY)
+
+
+def require_course_id(course_id: int) -> int:
+    if course_id <= 0:
+        raise InvalidArgument.on_field("course", COURSE_REQUIRED)
+    return course_id
+
+
+def require_id(value: int, what: str) -> int:
+    """Ids are positive; anything else names no row (and is answered like an unknown one)."""
+    if value <= 0:
+        raise NotFound(what)
+    return value
+
+
+def page_request(page: int, page_size: int) -> PageRequest:
+    """Proto paging: 0 means the default; out-of-range values are the caller's mistake."""
+    page = page or 1
+    page_size = page_size or DEFAULT_PAGE_SIZE
+    if page < 1:
+        raise InvalidArgument.on_field("page", "A page number starts at 1.")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidArgument.on_field(
+            "page_size", f"Ensure this value is between 1 and {MAX_PAGE_SIZE}."
+        )
+    return PageRequest(page=page, page_size=page_size)
+
+
+def completion_percentage(completed: int, total: int) -> float:
+    """Share of completed lessons, 0..100, rounded half-up to 2 decimals (1 of 3 -> 33.33)."""
+    if total <= 0:
+        return 0.0
+    completed = min(max(completed, 0), total)
+    share = (Decimal(completed) * _HUNDRED / Decimal(total)).quantize(_CENTS, ROUND_HALF_UP)
+    return float(share)
+
+
+def summarize(lessons: Iterable[LessonState]) -> Summary:
+    states = list(lessons)
+    done = sum(1 for lesson in states if lesson.completed)
+    return Summary(
+        total_lessons=len(states),
+        completed_lessons=done,
+        completion_percentage=completion_percentage(done, len(states)),
+    )
+
+
+def first_open_before(lessons: Sequence[LessonState], target: LessonState) -> LessonState | None:
+    """The lowest-ordered open lesson that comes before `target`, if any."""
+    earlier = [
+        lesson
+        for lesson in lessons
+        if lesson.order < target.order and not lesson.completed and lesson != target
+    ]
+    return min(earlier, key=lambda lesson: (lesson.order, lesson.lesson_id), default=None)
+
+
+def sequence_message(blocker: LessonState) -> str:
+    return (
+        f"You must complete lesson {blocker.order} ({blocker.title}) before completing this lesson."
+    )
+
+
+def check_can_complete(lessons: Sequence[LessonState], target: LessonState) -> None:
+    """Lessons complete in order: every lower-ordered lesson must be complete first."""
+    blocker = first_open_before(lessons, target)
+    if blocker is not None:
+        raise FailedPrecondition.on_field("lesson", sequence_message(blocker))
+
+
+def after_completing(lessons: Sequence[LessonState], target: LessonState) -> list[LessonState]:
+    """The enrollment's lessons as they will be once `target` is complete."""
+    return [
+        LessonState(
+            progress_id=lesson.progress_id,
+            lesson_id=lesson.lesson_id,
+            title=lesson.title,
+            order=lesson.order,
+            completed=True,
+        )
+        if lesson.progress_id == target.progress_id
+        else lesson
+        for lesson in lessons
+    ]
+
+
+def check_completed_change(currently_completed: bool, requested: bool) -> bool:
+    """Whether a requested `completed` value asks for a completion. Completion is one-way."""
+    if currently_completed and not requested:
+        raise FailedPrecondition.on_field("completed", ONE_WAY)
+    return requested and not currently_completed

@@ -1,0 +1,116 @@
+"""Enrollment use cases: enroll, list, read with figures, and the enrolled course ids.
+
+Every one serves the calling student only (domain.require_student); another student's
+enrollment is NotFound, never PermissionDenied, so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs.db import transaction
+from libs.errors import FailedPrecondition, NotFound, Unavailable
+from libs.logging import get_logger
+from libs.tokens import Claims
+from services.learning import store
+from services.learning.catalog_client import CatalogClient
+from services.learning.domain import (
+    ALREADY_ENROLLED,
+    ENROLLMENT_NOT_FOUND,
+    Summary,
+    page_request,
+    require_course_id,
+    require_id,
+    require_student,
+    summarize,
+)
+from services.learning.store import EnrollmentRow
+from services.learning.sync import Synchronizer
+
+log = get_logger("learning.enrollments")
+
+
+class Enrollments:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: CatalogClient,
+        sync: Synchronizer,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._sync = sync
+
+    async def enroll(self, caller: Claims, course_id: int) -> EnrollmentRow:
+        require_student(caller)
+        require_course_id(course_id)
+        # A cheap look first spares a catalog call on the common double click; the unique
+        # constraint below still decides races.
+        async with self._sessions() as session:
+            if await store.enrollment_exists(session, caller.user_id, course_id):
+                raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
+        course = await self._catalog.course_for_enrollment(course_id)
+        async with transaction(self._sessions) as session:
+            enrollment = await store.insert_enrollment(
+                session,
+                student_id=caller.user_id,
+                student_name=caller.full_name,
+                course_id=course.id,
+                course_title=course.title,
+            )
+            if enrollment is None:
+                raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
+            # One progress row per lesson the course has now.
+            await store.reconcile(session, {enrollment.id: course.lessons})
+        return enrollment
+
+    async def list_enrollments(
+        self, caller: Claims, *, page: int, page_size: int
+    ) -> tuple[list[EnrollmentRow], int]:
+        require_student(caller)
+        window = page_request(page, page_size)
+        async with self._sessions() as session:
+            rows, total = await store.list_enrollments(session, caller.user_id, window)
+        return await self._with_live_titles(rows), total
+
+    async def get_enrollment(
+        self, caller: Claims, enrollment_id: int
+    ) -> tuple[EnrollmentRow, Summary]:
+        require_student(caller)
+        enrollment = await self._own(caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND))
+        await self._sync.sync_one(caller, enrollment)
+        async with self._sessions() as session:
+            fresh = await store.enrollment_of(session, caller.user_id, enrollment.id)
+            states = await store.lesson_states(session, [enrollment.id])
+        assert fresh is not None  # enrollments are never deleted
+        return fresh, summarize(states[enrollment.id])
+
+    async def enrolled_course_ids(self, caller: Claims) -> list[int]:
+        require_student(caller)
+        async with self._sessions() as session:
+            return await store.enrolled_course_ids(session, caller.user_id)
+
+    async def _own(self, caller: Claims, enrollment_id: int) -> EnrollmentRow:
+        async with self._sessions() as session:
+            enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
+        if enrollment is None:
+            raise NotFound(ENROLLMENT_NOT_FOUND)
+        return enrollment
+
+    async def _with_live_titles(self, rows: list[EnrollmentRow]) -> list[EnrollmentRow]:
+        """Course titles as the catalog has them now; the stored ones if it cannot say."""
+        if not rows:
+            return rows
+        try:
+            courses = await self._catalog.current_courses([row.course_id for row in rows])
+        except Unavailable:
+            log.warning("catalog unavailable; listing enrollments with stored titles")
+            return rows
+        return [
+            replace(row, course_title=courses[row.course_id].title)
+            if row.course_id in courses
+            else row
+            for row in rows
+        ]

@@ -1,0 +1,162 @@
+"""The outbox relay: publishes committed outbox rows to their Redis stream, then marks them sent.
+
+Runs inside the learning process as a background task of its gRPC server. Guarantees:
+- nothing is lost: a row is marked sent only after Redis accepted its XADD; while Redis is
+  down rows simply stay unsent (students' completions never wait for Redis) and the relay keeps
+  retrying with a capped backoff, so publishing resumes by itself;
+- several relays (replicas) share the table without publishing a row at the same time: each
+  batch is claimed with `FOR UPDATE SKIP LOCKED` and the row locks are held until the batch is
+  marked sent;
+- it wakes on LISTEN/NOTIFY (the outbox insert NOTIFYs at commit) and polls every
+  `outbox_poll_interval_s` as well, so a lost notification or a dropped LISTEN connection only
+  delays a row by one poll.
+Delivery to the stream is at least once: if the database fails after XADD but before the
+"sent" mark commits, the row is published again later. Consumers deduplicate on `event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import psycopg
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs import streams
+from libs.db import transaction
+from libs.logging import get_logger
+from libs.settings import Settings, to_libpq_url
+from services.learning import store
+
+log = get_logger("learning.outbox")
+
+MAX_BACKOFF_S = 30.0
+REDIS_TIMEOUT_S = 5.0
+
+
+def stream_entry(row: store.OutboxRow) -> dict[str, bytes | str]:
+    """The entry layout of libs/streams.py: the binary protobuf plus readable id and type."""
+    return {
+        streams.FIELD_EVENT: row.payload,
+        streams.FIELD_EVENT_ID: str(row.event_id),
+        streams.FIELD_TYPE: row.event_type,
+    }
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        database_url: str,
+        redis_url: str,
+        poll_interval_s: float,
+        batch_size: int,
+        stream_maxlen: int,
+    ) -> None:
+        self._sessions = sessions
+        self._database_url = to_libpq_url(database_url)
+        self._redis_url = redis_url
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._maxlen = stream_maxlen
+        self._wake = asyncio.Event()
+        self._redis: Redis | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> OutboxRelay:
+        return cls(
+            sessions,
+            database_url=settings.database_url,
+            redis_url=settings.redis_url,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            batch_size=settings.outbox_batch_size,
+            stream_maxlen=settings.stream_maxlen,
+        )
+
+    async def run(self) -> None:
+        """Publish until cancelled; never returns on an error."""
+        self._redis = Redis.from_url(
+            self._redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )
+        listener = asyncio.create_task(self._listen())
+        failures = 0
+        try:
+            while True:
+                try:
+                    published = await self.publish_batch()
+                    failures = 0
+                except (RedisError, OSError, SQLAlchemyError) as error:
+                    failures += 1
+                    delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
+                    log.warning("outbox publish failed", error=repr(error), retry_in_s=delay)
+                    await asyncio.sleep(delay)
+                    continue
+                if published == self._batch_size:
+                    continue  # there may be more right away
+                await self._wait_for_work()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._redis.aclose()
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch of unsent rows; returns how many were published."""
+        assert self._redis is not None, "run() opens the Redis client"
+        failure: RedisError | OSError | None = None
+        async with transaction(self._sessions) as session:
+            rows = await store.claim_unpublished(session, self._batch_size)
+            published: list[int] = []
+            for row in rows:
+                try:
+                    await self._redis.xadd(
+                        row.stream,
+                        stream_entry(row),  # type: ignore[arg-type]
+                        maxlen=self._maxlen,
+                        approximate=True,
+                    )
+                except (RedisError, OSError) as error:
+                    failure = error
+                    await store.record_failure(session, row.id, repr(error))
+                    break
+                published.append(row.id)
+            # What did get out is marked sent even when a later row failed; the rest stays
+            # unsent for the next attempt.
+            await store.mark_published(session, published)
+        if failure is not None:
+            raise failure
+        if published:
+            log.info("outbox published", count=len(published))
+        return len(published)
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
+        self._wake.clear()
+
+    async def _listen(self) -> None:
+        """Set the wake event on every NOTIFY; reconnect after a failure (polling covers the gap)."""
+        failures = 0
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._database_url, autocommit=True
+                ) as connection:
+                    await connection.execute(f"LISTEN {store.OUTBOX_CHANNEL}")
+                    failures = 0
+                    self._wake.set()  # rows may have arrived while we were not listening
+                    async for _ in connection.notifies():
+                        self._wake.set()
+            except (psycopg.Error, OSError) as error:
+                failures += 1
+                delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
+                log.warning("outbox listen failed", error=repr(error), retry_in_s=delay)
+                await asyncio.sleep(delay)

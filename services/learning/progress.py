@@ -1,0 +1,144 @@
+"""Progress use cases: list, read, update and complete a student's lesson progress.
+
+Completing a lesson runs in one transaction with its enrollment locked: reconcile against the
+course's current lessons, check the order rule, mark the lesson, and when it was the last open
+one set `completed_at` (only if still unset) and write the CourseCompleted outbox row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs.db import transaction
+from libs.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.tokens import Claims
+from services.learning import store
+from services.learning.catalog_client import CatalogClient
+from services.learning.domain import (
+    COURSE_GONE,
+    ENROLLMENT_NOT_FOUND,
+    PROGRESS_NOT_FOUND,
+    after_completing,
+    check_can_complete,
+    check_completed_change,
+    page_request,
+    require_id,
+    require_student,
+)
+from services.learning.store import EnrollmentRow, ProgressRow
+from services.learning.sync import Synchronizer, apply_catalog, complete_if_done
+
+UPDATABLE_FIELDS = ("completed",)
+
+
+class ProgressTracker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalog: CatalogClient,
+        sync: Synchronizer,
+    ) -> None:
+        self._sessions = sessions
+        self._catalog = catalog
+        self._sync = sync
+
+    async def list_progress(
+        self, caller: Claims, *, enrollment_id: int, page: int, page_size: int
+    ) -> tuple[list[ProgressRow], int]:
+        require_student(caller)
+        window = page_request(page, page_size)
+        if enrollment_id < 0:
+            raise InvalidArgument.on_field("enrollment", "Ensure this value is greater than 0.")
+        if enrollment_id:
+            async with self._sessions() as session:
+                enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
+            if enrollment is None:
+                raise NotFound(ENROLLMENT_NOT_FOUND)
+            await self._sync.sync_one(caller, enrollment)
+        else:
+            await self._sync.sync_all_open(caller)
+        async with self._sessions() as session:
+            return await store.list_progress(session, caller.user_id, enrollment_id or None, window)
+
+    async def get_progress(self, caller: Claims, progress_id: int) -> ProgressRow:
+        require_student(caller)
+        enrollment = await self._enrollment_of_progress(caller, progress_id)
+        await self._sync.sync_one(caller, enrollment)
+        return await self._visible(caller, progress_id)
+
+    async def update_progress(
+        self, caller: Claims, progress_id: int, *, completed: bool, mask: Sequence[str]
+    ) -> ProgressRow:
+        """Changes the masked fields (only `completed` is writable); an empty mask changes
+        nothing. Completion is one-way."""
+        require_student(caller)
+        unknown = [path for path in mask if path not in UPDATABLE_FIELDS]
+        if unknown:
+            raise InvalidArgument.on_field(unknown[0], "This field cannot be updated.")
+        current = await self.get_progress(caller, progress_id)
+        if "completed" not in mask or not check_completed_change(current.completed, completed):
+            return current
+        row, _ = await self._complete(caller, progress_id)
+        return row
+
+    async def complete_lesson(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+        """The completed row, and whether it had been completed before this call."""
+        require_student(caller)
+        async with self._sessions() as session:
+            current = await store.progress_of(
+                session, caller.user_id, require_id(progress_id, PROGRESS_NOT_FOUND)
+            )
+        if current is not None and current.completed:
+            return current, True
+        return await self._complete(caller, progress_id)
+
+    async def _complete(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+        enrollment = await self._enrollment_of_progress(caller, progress_id)
+        course = None
+        if enrollment.completed_at is None:
+            course = await self._catalog.current_course(enrollment.course_id)
+            if course is None:
+                raise FailedPrecondition.on_field("lesson", COURSE_GONE)
+        async with transaction(self._sessions) as session:
+            [locked] = await store.lock_enrollments(session, [enrollment.id])
+            if course is not None:
+                await apply_catalog(session, [locked], {course.id: course})
+            states = (await store.lesson_states(session, [locked.id]))[locked.id]
+            target = next((s for s in states if s.progress_id == progress_id), None)
+            if target is None:
+                raise NotFound(PROGRESS_NOT_FOUND)  # the lesson left the course
+            if target.completed:  # a concurrent request got there first
+                row = await store.progress_of(session, caller.user_id, progress_id)
+                assert row is not None
+                return row, True
+            check_can_complete(states, target)
+            row = await store.complete_progress(session, progress_id)
+            assert row is not None  # the enrollment lock keeps the row open until here
+            await complete_if_done(
+                session, [locked], {locked.id: after_completing(states, target)}, caller
+            )
+            return row, False
+
+    async def _enrollment_of_progress(self, caller: Claims, progress_id: int) -> EnrollmentRow:
+        require_id(progress_id, PROGRESS_NOT_FOUND)
+        async with self._sessions() as session:
+            enrollment_id = await store.enrollment_id_of_progress(
+                session, caller.user_id, progress_id
+            )
+            enrollment = (
+                await store.enrollment_of(session, caller.user_id, enrollment_id)
+                if enrollment_id is not None
+                else None
+            )
+        if enrollment is None:
+            raise NotFound(PROGRESS_NOT_FOUND)
+        return enrollment
+
+    async def _visible(self, caller: Claims, progress_id: int) -> ProgressRow:
+        async with self._sessions() as session:
+            row = await store.progress_of(session, caller.user_id, progress_id)
+        if row is None:
+            raise NotFound(PROGRESS_NOT_FOUND)
+        return row

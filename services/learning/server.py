@@ -1,0 +1,51 @@
+"""Builds the learning gRPC server (with its outbox relay) from settings."""
+
+from __future__ import annotations
+
+import grpc
+from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
+
+from libs.db import create_engine, session_factory
+from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.settings import Settings
+from libs.tokens import verifier_from_settings
+from services.learning.api import LearningServicer
+from services.learning.catalog_client import CatalogClient
+from services.learning.enrollments import Enrollments
+from services.learning.outbox_relay import OutboxRelay
+from services.learning.progress import ProgressTracker
+from services.learning.sync import Synchronizer
+
+SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
+
+
+def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
+    engine = create_engine(settings, "learning")
+    sessions = session_factory(engine)
+    catalog = CatalogClient(settings.catalog_target, settings.grpc_client_timeout_s)
+    sync = Synchronizer(sessions, catalog)
+    servicer = LearningServicer(
+        Enrollments(sessions, catalog, sync), ProgressTracker(sessions, catalog, sync)
+    )
+    relay = OutboxRelay.from_settings(settings, sessions)
+
+    def register(server: grpc.aio.Server) -> None:
+        learning_pb2_grpc.add_LearningServiceServicer_to_server(servicer, server)
+
+    async def on_stop() -> None:
+        await catalog.close()
+        await engine.dispose()
+
+    definition = ServiceDefinition(
+        full_name=SERVICE_NAME,
+        register=register,
+        background_tasks=[relay.run],
+        on_stop=on_stop,
+    )
+    return GrpcServer(
+        definition,
+        verifier_from_settings(settings),
+        host=settings.grpc_bind_host,
+        port=settings.learning_port if port is None else port,
+        shutdown_grace_s=settings.grpc_shutdown_grace_s,
+    )

@@ -1,0 +1,518 @@
+"""Tables of schema `learning` and the queries the service runs on them.
+
+Every function runs a fixed number of statements whatever the number of lessons: lesson lists
+travel as arrays and are expanded by `unnest` inside PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from libs.db import schema_metadata
+from services.learning import SCHEMA
+from services.learning.domain import CatalogLesson, LessonState, PageRequest
+
+# Channel the outbox relay LISTENs on; a committed outbox insert NOTIFYs it.
+OUTBOX_CHANNEL = "learning_outbox"
+
+metadata = schema_metadata(SCHEMA)
+
+
+def _timestamps() -> list[sa.Column]:
+    return [
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+    ]
+
+
+enrollments = sa.Table(
+    "enrollments",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    # Ids of identity users and catalog courses: no foreign keys across schemas.
+    sa.Column("student_id", sa.BigInteger, nullable=False),
+    sa.Column("student_name", sa.String(255), nullable=False),
+    sa.Column("course_id", sa.BigInteger, nullable=False, index=True),
+    # The course title as last seen in the catalog (refreshed on every reconciliation).
+    sa.Column("course_title", sa.String(255), nullable=False),
+    sa.Column(
+        "enrolled_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    *_timestamps(),
+    # One enrollment per student and course, decided by the database so races cannot double it.
+    sa.UniqueConstraint("student_id", "course_id"),
+)
+
+lesson_progress = sa.Table(
+    "lesson_progress",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "enrollment_id",
+        sa.BigInteger,
+        sa.ForeignKey(enrollments.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("lesson_id", sa.BigInteger, nullable=False),
+    sa.Column("lesson_title", sa.String(255), nullable=False),
+    sa.Column("lesson_order", sa.Integer, nullable=False),
+    sa.Column("completed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("completed_at", sa.DateTime(timezone=True)),
+    # Set when the lesson left the course: the row stops counting but its history stays.
+    sa.Column("removed_at", sa.DateTime(timezone=True)),
+    *_timestamps(),
+    sa.UniqueConstraint("enrollment_id", "lesson_id"),
+    sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at"),
+)
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    # One event per fact (e.g. "course_completed:enrollment:42"): a bug cannot emit it twice.
+    sa.Column("dedup_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("stream", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+)
+# The relay only ever looks for unpublished rows; keep that lookup tiny.
+sa.Index(
+    "ix_outbox_unpublished",
+    outbox.c.id,
+    postgresql_where=outbox.c.published_at.is_(None),
+)
+
+
+@dataclass(frozen=True)
+class EnrollmentRow:
+    id: int
+    student_id: int
+    student_name: str
+    course_id: int
+    course_title: str
+    enrolled_at: datetime
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    id: int
+    enrollment_id: int
+    lesson_id: int
+    lesson_title: str
+    lesson_order: int
+    completed: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class NewOutboxEvent:
+    event_id: uuid.UUID
+    dedup_key: str
+    stream: str
+    event_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    event_id: uuid.UUID
+    stream: str
+    event_type: str
+    payload: bytes
+
+
+_ENROLLMENT_COLUMNS = [enrollments.c[name] for name in EnrollmentRow.__dataclass_fields__]
+_PROGRESS_COLUMNS = [lesson_progress.c[name] for name in ProgressRow.__dataclass_fields__]
+
+
+def _enrollment(row: sa.Row) -> EnrollmentRow:
+    return EnrollmentRow(**row._mapping)
+
+
+def _progress(row: sa.Row) -> ProgressRow:
+    return ProgressRow(**row._mapping)
+
+
+def _bigints(values: Sequence[int]) -> sa.ColumnElement:
+    return sa.cast(sa.literal(list(values), ARRAY(sa.BigInteger)), ARRAY(sa.BigInteger))
+
+
+# Enrollments -------------------------------------------------------------------------------
+
+
+async def enrollment_exists(session: AsyncSession, student_id: int, course_id: int) -> bool:
+    statement = sa.select(
+        sa.exists().where(
+            enrollments.c.student_id == student_id, enrollments.c.course_id == course_id
+        )
+    )
+    return bool(await session.scalar(statement))
+
+
+async def insert_enrollment(
+    session: AsyncSession, *, student_id: int, student_name: str, course_id: int, course_title: str
+) -> EnrollmentRow | None:
+    """The new enrollment, or None when the student is already enrolled (the unique constraint
+    decides, so concurrent requests wait for each other and exactly one wins)."""
+    statement = (
+        insert(enrollments)
+        .values(
+            student_id=student_id,
+            student_name=student_name,
+            course_id=course_id,
+            course_title=course_title,
+        )
+        .on_conflict_do_nothing(index_elements=[enrollments.c.student_id, enrollments.c.course_id])
+        .returning(*_ENROLLMENT_COLUMNS)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return _enrollment(row) if row else None
+
+
+async def enrollment_of(
+    session: AsyncSession, student_id: int, enrollment_id: int
+) -> EnrollmentRow | None:
+    statement = sa.select(*_ENROLLMENT_COLUMNS).where(
+        enrollments.c.id == enrollment_id, enrollments.c.student_id == student_id
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return _enrollment(row) if row else None
+
+
+async def open_enrollments_of(session: AsyncSession, student_id: int) -> list[EnrollmentRow]:
+    statement = (
+        sa.select(*_ENROLLMENT_COLUMNS)
+        .where(enrollments.c.student_id == student_id, enrollments.c.completed_at.is_(None))
+        .order_by(enrollments.c.id)
+    )
+    return [_enrollment(row) for row in await session.execute(statement)]
+
+
+async def lock_enrollments(
+    session: AsyncSession, enrollment_ids: Sequence[int]
+) -> list[EnrollmentRow]:
+    """Lock the enrollments (in id order, so two lockers never deadlock) for the transaction:
+    every progress write and completion of one enrollment happens one at a time."""
+    if not enrollment_ids:
+        return []
+    statement = (
+        sa.select(*_ENROLLMENT_COLUMNS)
+        .where(enrollments.c.id.in_(list(enrollment_ids)))
+        .order_by(enrollments.c.id)
+        .with_for_update()
+    )
+    return [_enrollment(row) for row in await session.execute(statement)]
+
+
+async def list_enrollments(
+    session: AsyncSession, student_id: int, page: PageRequest
+) -> tuple[list[EnrollmentRow], int]:
+    mine = enrollments.c.student_id == student_id
+    total = await session.scalar(sa.select(sa.func.count()).select_from(enrollments).where(mine))
+    statement = (
+        sa.select(*_ENROLLMENT_COLUMNS)
+        .where(mine)
+        .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc())
+        .limit(page.page_size)
+        .offset(page.offset)
+    )
+    return [_enrollment(row) for row in await session.execute(statement)], int(total or 0)
+
+
+async def enrolled_course_ids(session: AsyncSession, student_id: int) -> list[int]:
+    statement = (
+        sa.select(enrollments.c.course_id)
+        .where(enrollments.c.student_id == student_id)
+        .order_by(enrollments.c.course_id)
+    )
+    return list(await session.scalars(statement))
+
+
+async def refresh_course_titles(session: AsyncSession, titles: Mapping[int, str]) -> None:
+    """Store the catalog's current course titles (only rows whose title changed are written)."""
+    if not titles:
+        return
+    ids, names = list(titles), [titles[key] for key in titles]
+    current = (
+        sa.func.unnest(_bigints(ids), sa.cast(sa.literal(names, ARRAY(sa.Text)), ARRAY(sa.Text)))
+        .table_valued("enrollment_id", "course_title")
+        .render_derived()
+    )
+    await session.execute(
+        sa.update(enrollments)
+        .where(
+            enrollments.c.id == current.c.enrollment_id,
+            enrollments.c.course_title != current.c.course_title,
+        )
+        .values(course_title=current.c.course_title, updated_at=sa.func.now())
+    )
+
+
+async def complete_enrollments(
+    session: AsyncSession, enrollment_ids: Sequence[int]
+) -> list[EnrollmentRow]:
+    """Set completed_at on those still open; returns only the rows this call completed, so a
+    retry or a concurrent completion gets nothing back and emits nothing."""
+    if not enrollment_ids:
+        return []
+    statement = (
+        sa.update(enrollments)
+        .where(enrollments.c.id.in_(list(enrollment_ids)), enrollments.c.completed_at.is_(None))
+        .values(completed_at=sa.func.now(), updated_at=sa.func.now())
+        .returning(*_ENROLLMENT_COLUMNS)
+    )
+    return [_enrollment(row) for row in await session.execute(statement)]
+
+
+# Lesson progress ---------------------------------------------------------------------------
+
+
+async def reconcile(
+    session: AsyncSession, lessons_by_enrollment: Mapping[int, Sequence[CatalogLesson]]
+) -> None:
+    """Make each enrollment's progress rows match its course's current lessons, in two
+    statements whatever the sizes: missing rows are inserted, titles and orders refreshed,
+    rows of lessons that left the course marked removed (and revived if a lesson returns)."""
+    if not lessons_by_enrollment:
+        return
+    enrollment_ids: list[int] = []
+    lesson_ids: list[int] = []
+    titles: list[str] = []
+    orders: list[int] = []
+    for enrollment_id, lessons in lessons_by_enrollment.items():
+        for lesson in lessons:
+            enrollment_ids.append(enrollment_id)
+            lesson_ids.append(lesson.id)
+            titles.append(lesson.title)
+            orders.append(lesson.order)
+
+    current = (
+        sa.func.unnest(
+            _bigints(enrollment_ids),
+            _bigints(lesson_ids),
+            sa.cast(sa.literal(titles, ARRAY(sa.Text)), ARRAY(sa.Text)),
+            sa.cast(sa.literal(orders, ARRAY(sa.Integer)), ARRAY(sa.Integer)),
+        )
+        .table_valued("enrollment_id", "lesson_id", "lesson_title", "lesson_order")
+        .render_derived()
+    )
+    upsert = insert(lesson_progress).from_select(
+        ["enrollment_id", "lesson_id", "lesson_title", "lesson_order"],
+        sa.select(
+            current.c.enrollment_id,
+            current.c.lesson_id,
+            current.c.lesson_title,
+            current.c.lesson_order,
+        ),
+    )
+    row = lesson_progress.c
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[row.enrollment_id, row.lesson_id],
+        set_={
+            "lesson_title": upsert.excluded.lesson_title,
+            "lesson_order": upsert.excluded.lesson_order,
+            "removed_at": None,
+            "updated_at": sa.func.now(),
+        },
+        # Unchanged rows are not rewritten.
+        where=sa.or_(
+            row.lesson_title != upsert.excluded.lesson_title,
+            row.lesson_order != upsert.excluded.lesson_order,
+            row.removed_at.is_not(None),
+        ),
+    )
+    await session.execute(upsert)
+
+    still_there = (
+        sa.func.unnest(_bigints(enrollment_ids), _bigints(lesson_ids))
+        .table_valued("enrollment_id", "lesson_id")
+        .render_derived(name="still_there")
+    )
+    await session.execute(
+        sa.update(lesson_progress)
+        .where(
+            row.enrollment_id.in_(list(lessons_by_enrollment)),
+            row.removed_at.is_(None),
+            ~sa.exists().where(
+                still_there.c.enrollment_id == row.enrollment_id,
+                still_there.c.lesson_id == row.lesson_id,
+            ),
+        )
+        .values(removed_at=sa.func.now(), updated_at=sa.func.now())
+    )
+
+
+async def lesson_states(
+    session: AsyncSession, enrollment_ids: Sequence[int]
+) -> dict[int, list[LessonState]]:
+    """The lessons that count for each enrollment, in course order (one statement)."""
+    result: dict[int, list[LessonState]] = {enrollment_id: [] for enrollment_id in enrollment_ids}
+    if not enrollment_ids:
+        return result
+    row = lesson_progress.c
+    statement = (
+        sa.select(
+            row.id,
+            row.enrollment_id,
+            row.lesson_id,
+            row.lesson_title,
+            row.lesson_order,
+            row.completed,
+        )
+        .where(row.enrollment_id.in_(list(enrollment_ids)), row.removed_at.is_(None))
+        .order_by(row.enrollment_id, row.lesson_order, row.lesson_id)
+    )
+    for record in await session.execute(statement):
+        result[record.enrollment_id].append(
+            LessonState(
+                progress_id=record.id,
+                lesson_id=record.lesson_id,
+                title=record.lesson_title,
+                order=record.lesson_order,
+                completed=record.completed,
+            )
+        )
+    return result
+
+
+def _visible_progress(student_id: int) -> sa.Select:
+    """Progress rows the student may see: of their own enrollments, lesson still in the course."""
+    return (
+        sa.select(*_PROGRESS_COLUMNS)
+        .join(enrollments, enrollments.c.id == lesson_progress.c.enrollment_id)
+        .where(enrollments.c.student_id == student_id, lesson_progress.c.removed_at.is_(None))
+    )
+
+
+async def progress_of(
+    session: AsyncSession, student_id: int, progress_id: int
+) -> ProgressRow | None:
+    statement = _visible_progress(student_id).where(lesson_progress.c.id == progress_id)
+    row = (await session.execute(statement)).one_or_none()
+    return _progress(row) if row else None
+
+
+async def enrollment_id_of_progress(
+    session: AsyncSession, student_id: int, progress_id: int
+) -> int | None:
+    """The enrollment a progress row belongs to, if it is the student's (removed rows too: the
+    caller reconciles first and then decides)."""
+    statement = (
+        sa.select(lesson_progress.c.enrollment_id)
+        .join(enrollments, enrollments.c.id == lesson_progress.c.enrollment_id)
+        .where(lesson_progress.c.id == progress_id, enrollments.c.student_id == student_id)
+    )
+    return await session.scalar(statement)
+
+
+async def list_progress(
+    session: AsyncSession, student_id: int, enrollment_id: int | None, page: PageRequest
+) -> tuple[list[ProgressRow], int]:
+    visible = _visible_progress(student_id)
+    if enrollment_id is not None:
+        visible = visible.where(lesson_progress.c.enrollment_id == enrollment_id)
+    total = await session.scalar(sa.select(sa.func.count()).select_from(visible.subquery()))
+    statement = (
+        visible.order_by(
+            lesson_progress.c.enrollment_id,
+            lesson_progress.c.lesson_order,
+            lesson_progress.c.lesson_id,
+        )
+        .limit(page.page_size)
+        .offset(page.offset)
+    )
+    return [_progress(row) for row in await session.execute(statement)], int(total or 0)
+
+
+async def complete_progress(session: AsyncSession, progress_id: int) -> ProgressRow | None:
+    """Mark one row completed; None when it already was (completion is one-way)."""
+    statement = (
+        sa.update(lesson_progress)
+        .where(lesson_progress.c.id == progress_id, lesson_progress.c.completed.is_(False))
+        .values(completed=True, completed_at=sa.func.now(), updated_at=sa.func.now())
+        .returning(*_PROGRESS_COLUMNS)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return _progress(row) if row else None
+
+
+# Outbox ------------------------------------------------------------------------------------
+
+
+async def insert_outbox(session: AsyncSession, events: Sequence[NewOutboxEvent]) -> None:
+    """Write events in the caller's transaction and wake the relay when that transaction
+    commits (PostgreSQL delivers NOTIFY at commit, and drops it on rollback)."""
+    if not events:
+        return
+    await session.execute(
+        sa.insert(outbox),
+        [
+            {
+                "event_id": event.event_id,
+                "dedup_key": event.dedup_key,
+                "stream": event.stream,
+                "event_type": event.event_type,
+                "payload": event.payload,
+            }
+            for event in events
+        ],
+    )
+    await session.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
+
+
+async def claim_unpublished(session: AsyncSession, limit: int) -> list[OutboxRow]:
+    """Lock up to `limit` unpublished rows, oldest first. Rows another relay holds are skipped,
+    so relays share the work and never publish the same row at the same time."""
+    statement = (
+        sa.select(
+            outbox.c.id, outbox.c.event_id, outbox.c.stream, outbox.c.event_type, outbox.c.payload
+        )
+        .where(outbox.c.published_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [OutboxRow(**row._mapping) for row in await session.execute(statement)]
+
+
+async def mark_published(session: AsyncSession, outbox_ids: Sequence[int]) -> None:
+    if not outbox_ids:
+        return
+    await session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id.in_(list(outbox_ids)))
+        .values(published_at=sa.func.now(), attempts=outbox.c.attempts + 1, last_error=None)
+    )
+
+
+async def record_failure(session: AsyncSession, outbox_id: int, error: str) -> None:
+    await session.execute(
+        sa.update(outbox)
+        .where(outbox.c.id == outbox_id)
+        .values(attempts=outbox.c.attempts + 1, last_error=error[:1000])
+    )
