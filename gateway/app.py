@@ -14,6 +14,7 @@ from gateway.middleware import GatewayMiddleware
 from gateway.responses import OrjsonResponse
 from gateway.routers import auth, ops
 from libs.settings import Settings
+from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
 
 DESCRIPTION = """
@@ -48,4 +49,6 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (ops, auth):
         app.include_router(module.router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
+        app.add_middleware(SqlCountingMiddleware)
     return app

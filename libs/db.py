@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from libs import sql_counting
 from libs.settings import Settings
 
 # Constraint names Alembic and the error mapping can rely on.
@@ -34,13 +35,17 @@ def schema_metadata(schema: str) -> MetaData:
 
 
 def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         connect_args={"application_name": application_name},
     )
+    if settings.sql_statement_counting:
+        event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
+        sql_counting.enable()
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from libs import call_context
+from libs import call_context, sql_counting
 
 
 class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
@@ -36,7 +36,10 @@ class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
             credentials=client_call_details.credentials,
             wait_for_ready=client_call_details.wait_for_ready,
         )
-        return await continuation(details, request)
+        call = await continuation(details, request)
+        if sql_counting.active():  # only inside a counted call (bench diagnostics)
+            await sql_counting.collect_downstream(call)
+        return call
 
 
 def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:

@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from libs import call_context
+from libs import call_context, sql_counting
 from libs.errors import DomainError, Unauthenticated
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
@@ -80,6 +80,10 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                 call_context.new_request_id()
             )
             tokens = [call_context.request_id.set(str(request_id))]
+            counter = None
+            if sql_counting.enabled():
+                counter, counter_token = sql_counting.start()
+                tokens.append(counter_token)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             user_id: int | None = None
@@ -94,7 +98,10 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                     user_id = claims.user_id
                     tokens.append(call_context.access_token.set(token))
                     tokens.append(call_context.claims.set(claims))
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                if counter is not None:
+                    context.set_trailing_metadata(((sql_counting.HEADER, str(counter.value)),))
+                return response
             except DomainError as error:
                 code = grpc_code_for(error)
                 await abort_with(context, error)

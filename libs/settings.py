@@ -55,6 +55,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # Bench diagnostics: count SQL statements per call and report them as the `x-sql-statements`
+    # gRPC trailer / HTTP header (libs/sql_counting.py). Off: no listener, no cost.
+    sql_statement_counting: bool = False
 
     # Notifier
     smtp_host: str | None = None
