@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import grpc
 from courseplatform.catalog.v1 import catalog_pb2_grpc
 from courseplatform.identity.v1 import identity_pb2_grpc
+from courseplatform.learning.v1 import learning_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs.grpc_client import open_channel
@@ -20,6 +21,7 @@ HEALTH_TIMEOUT_S = 1.0
 class Backends:
     identity: identity_pb2_grpc.IdentityServiceStub
     catalog: catalog_pb2_grpc.CatalogServiceStub
+    learning: learning_pb2_grpc.LearningServiceStub
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
 
     @classmethod
@@ -28,10 +30,12 @@ class Backends:
         channels = {
             "identity": open_channel(settings.identity_target, timeout),
             "catalog": open_channel(settings.catalog_target, timeout),
+            "learning": open_channel(settings.learning_target, timeout),
         }
         return cls(
             identity=identity_pb2_grpc.IdentityServiceStub(channels["identity"]),
             catalog=catalog_pb2_grpc.CatalogServiceStub(channels["catalog"]),
+            learning=learning_pb2_grpc.LearningServiceStub(channels["learning"]),
             channels=channels,
         )
 

@@ -1,0 +1,193 @@
+"""Progress routes of the contract: list, read, update (complete) and complete a lesson.
+
+Students only. The order rule, one-way completion and course completion are the learning
+service's; the gateway checks read-only fields against the current row and shapes the JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from courseplatform.learning.v1 import learning_pb2
+from fastapi import APIRouter, Query, Request
+from google.protobuf.field_mask_pb2 import FieldMask
+from pydantic import BaseModel, Field
+
+from gateway.auth import Student
+from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
+from gateway.fields import INT64_MAX, PathId
+from gateway.pagination import Page, paginated
+from gateway.responses import iso
+from gateway.routers.ops import backends
+
+router = APIRouter(prefix="/api", tags=["progress"])
+
+READ_ONLY = (
+    "id",
+    "enrollment",
+    "lesson",
+    "lesson_title",
+    "completed_at",
+    "created_at",
+    "updated_at",
+)
+ALREADY_COMPLETED = {"message": "Lesson is already completed"}
+_READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
+
+
+def progress_json(progress: learning_pb2.Progress) -> dict[str, Any]:
+    return {
+        "id": progress.id,
+        "enrollment": progress.enrollment_id,
+        "lesson": progress.lesson_id,
+        "lesson_title": progress.lesson_title,
+        "completed": progress.completed,
+        "completed_at": iso(progress.completed_at) if progress.HasField("completed_at") else None,
+        "created_at": iso(progress.created_at),
+        "updated_at": iso(progress.updated_at),
+    }
+
+
+class ProgressOut(BaseModel):
+    """A progress row as the API returns it (documentation only)."""
+
+    id: int
+    enrollment: int
+    lesson: int
+    lesson_title: str
+    completed: bool
+    completed_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class ProgressPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[ProgressOut]
+
+
+class AlreadyCompleted(BaseModel):
+    message: str
+
+
+class ProgressReadOnlyFields(RequestModel):
+    """Fields of the representation a client may send back unchanged."""
+
+    id: Any = Field(default=None, description=_READ_ONLY_HELP)
+    enrollment: Any = Field(default=None, description=_READ_ONLY_HELP)
+    lesson: Any = Field(default=None, description=_READ_ONLY_HELP)
+    lesson_title: Any = Field(default=None, description=_READ_ONLY_HELP)
+    completed_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+
+
+class ProgressPut(ProgressReadOnlyFields):
+    completed: bool = Field(description="true completes the lesson; completion is one-way")
+
+
+class ProgressPatch(ProgressReadOnlyFields):
+    completed: bool = Field(  # type: ignore[assignment]
+        default=None, description="true completes the lesson; completion is one-way"
+    )
+
+
+@router.get(
+    "/progress/",
+    summary="Your lesson progress, by enrollment then lesson order",
+    responses={200: {"model": ProgressPage}},
+)
+async def list_progress(
+    request: Request,
+    _: Student,
+    params: Page,
+    enrollment: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="Only rows of this enrollment")
+    ] = None,
+) -> dict[str, Any]:
+    reply = await backends(request).learning.ListProgress(
+        learning_pb2.ListProgressRequest(
+            enrollment_id=enrollment or 0, page=params.page, page_size=params.page_size
+        )
+    )
+    return paginated(
+        request, params, [progress_json(row) for row in reply.progress], reply.total_count
+    )
+
+
+async def _get_progress(request: Request, progress_id: int) -> learning_pb2.Progress:
+    reply = await backends(request).learning.GetProgress(
+        learning_pb2.GetProgressRequest(progress_id=progress_id)
+    )
+    return reply.progress
+
+
+@router.get(
+    "/progress/{progress_id}/",
+    summary="One of your progress rows",
+    responses={200: {"model": ProgressOut}},
+)
+async def get_progress(request: Request, _: Student, progress_id: PathId) -> dict[str, Any]:
+    return progress_json(await _get_progress(request, progress_id))
+
+
+async def _update_progress(
+    request: Request, progress_id: int, body: ProgressReadOnlyFields
+) -> dict[str, Any]:
+    sent = body.model_dump(exclude_unset=True)
+    if any(name in sent for name in READ_ONLY):
+        check_read_only(body, progress_json(await _get_progress(request, progress_id)), READ_ONLY)
+    reply = await backends(request).learning.UpdateProgress(
+        learning_pb2.UpdateProgressRequest(
+            progress_id=progress_id,
+            completed=bool(sent.get("completed")),
+            update_mask=FieldMask(paths=["completed"] if "completed" in sent else []),
+        )
+    )
+    return progress_json(reply.progress)
+
+
+@router.put(
+    "/progress/{progress_id}/",
+    summary="Complete a lesson: {completed: true} (lessons complete in order)",
+    openapi_extra=openapi_body(ProgressPut),
+    responses={200: {"model": ProgressOut}},
+)
+async def replace_progress(
+    request: Request,
+    _: Student,
+    progress_id: PathId,
+    body: Annotated[ProgressPut, Body(ProgressPut)],
+) -> dict[str, Any]:
+    return await _update_progress(request, progress_id, body)
+
+
+@router.patch(
+    "/progress/{progress_id}/",
+    summary="Complete a lesson: {completed: true} (lessons complete in order)",
+    openapi_extra=openapi_body(ProgressPatch, required=False),
+    responses={200: {"model": ProgressOut}},
+)
+async def patch_progress(
+    request: Request,
+    _: Student,
+    progress_id: PathId,
+    body: Annotated[ProgressPatch, Body(ProgressPatch)],
+) -> dict[str, Any]:
+    return await _update_progress(request, progress_id, body)
+
+
+@router.post(
+    "/progress/{progress_id}/complete/",
+    summary="Complete a lesson (lessons complete in order); a completed one answers a message",
+    responses={200: {"model": ProgressOut | AlreadyCompleted}},
+)
+async def complete_lesson(request: Request, _: Student, progress_id: PathId) -> dict[str, Any]:
+    reply = await backends(request).learning.CompleteLesson(
+        learning_pb2.CompleteLessonRequest(progress_id=progress_id)
+    )
+    if reply.already_completed:
+        return ALREADY_COMPLETED
+    return progress_json(reply.progress)
