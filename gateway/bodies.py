@@ -22,6 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 READ_ONLY = "This field is read-only and cannot be changed."
+NULL_CHARACTER = "Null characters are not allowed."
 
 
 class RequestModel(BaseModel):
@@ -51,10 +52,32 @@ async def read_body(request: Request) -> tuple[dict[str, Any], bool]:
 
 
 def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M:
+    errors = null_character_errors(data)
     try:
-        return model.model_validate(data, strict=not from_form)
+        body = model.model_validate(data, strict=not from_form)
     except ValidationError as exc:
-        raise ApiError(400, "Validation error", validation_errors(exc.errors())) from None
+        for name, messages in validation_errors(exc.errors()).items():
+            errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ApiError(400, "Validation error", errors)
+    return body
+
+
+def null_character_errors(value: Any, path: str = "") -> dict[str, list[str]]:
+    """Strings holding U+0000, by field path. PostgreSQL text cannot store that character, so
+    it is refused here, for every route at once, instead of failing deep in a service."""
+    if isinstance(value, str):
+        return {path or NON_FIELD: [NULL_CHARACTER]} if "\x00" in value else {}
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {}
+    errors: dict[str, list[str]] = {}
+    for key, item in items:
+        errors.update(null_character_errors(item, f"{path}.{key}" if path else str(key)))
+    return errors
 
 
 def Body(model: type[M]) -> Any:

@@ -3,6 +3,7 @@ access log. Pure ASGI (not BaseHTTPMiddleware) so context variables reach the ro
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -24,6 +25,15 @@ def with_trailing_slash(path: str) -> str:
     return path + "/"
 
 
+# What a client-chosen request id may look like. It travels on as gRPC metadata, which only
+# takes visible ASCII: anything else (or anything longer) is replaced by an id of our own.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+
+
+def client_request_id(raw: bytes) -> str | None:
+    return raw.decode("ascii") if _REQUEST_ID.fullmatch(raw) else None
+
+
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -34,7 +44,7 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:128]
+        request_id = client_request_id(headers.get(b"x-request-id", b""))
         request_id = request_id or call_context.new_request_id()
         token = call_context.request_id.set(request_id)
         scope = dict(scope)
