@@ -37,7 +37,7 @@ from libs.signing_keys import ensure_signing_key
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Services started for the suite, in dependency order, and whose migrations run.
-SERVICES: tuple[str, ...] = ("identity",)
+SERVICES: tuple[str, ...] = ("identity", "catalog", "learning")
 TEST_PASSWORD = "correct-horse-42"
 
 
