@@ -170,7 +170,9 @@ async def test_list_is_own_enrollments_paginated(
     assert {item["course"] for item in results} == {course.id for course in courses}
     assert {item["student"] for item in results} == {mine.id}
     assert_error_body(
-        await client.get("/api/enrollments/", params={"page": 3, "page_size": 2}, headers=mine.headers),
+        await client.get(
+            "/api/enrollments/", params={"page": 3, "page_size": 2}, headers=mine.headers
+        ),
         404,
     )
 
