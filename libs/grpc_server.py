@@ -58,8 +58,12 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method_path: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method_path.startswith(self._prefix) or not handler.unary_unary:
+        if handler is None or not method_path.startswith(self._prefix):
             return handler
+        if not handler.unary_unary:
+            # Only unary calls get the token check below; a streaming method of the service
+            # would run unchecked, so it is refused (UNIMPLEMENTED) until this learns streams.
+            return None
         method = method_path.removeprefix(self._prefix)
         behavior = self._wrap(method, handler.unary_unary)
         return grpc.unary_unary_rpc_method_handler(
