@@ -12,7 +12,7 @@ from gateway.backends import Backends
 from gateway.errors import install_error_handlers
 from gateway.middleware import GatewayMiddleware
 from gateway.responses import OrjsonResponse
-from gateway.routers import auth, enrollments, ops, progress
+from gateway.routers import auth, courses, enrollments, lessons, ops, progress
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
-    for module in (ops, auth, enrollments, progress):
+    for module in (ops, auth, courses, lessons, enrollments, progress):
         app.include_router(module.router)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header

@@ -335,7 +335,11 @@ async def taken_orders(session: AsyncSession, course_id: int, orders: Sequence[i
 async def insert_lessons(
     session: AsyncSession, course_id: int, new_lessons: Sequence[NewLesson]
 ) -> list[LessonRow]:
-    """All rows in one statement; raises OrderTaken when the order index refuses any of them."""
+    """All rows in one statement; raises OrderTaken when the order index refuses any of them.
+
+    Rows go in ascending order, so two racing requests wait on each other's index entries in
+    the same order and one of them simply loses (opposite orders could deadlock instead).
+    """
     statement = (
         sa.insert(lessons)
         .values(
@@ -346,7 +350,7 @@ async def insert_lessons(
                     "content": lesson.content,
                     "position": lesson.order,
                 }
-                for lesson in new_lessons
+                for lesson in sorted(new_lessons, key=lambda lesson: lesson.order)
             ]
         )
         .returning(*_LESSON_COLUMNS)

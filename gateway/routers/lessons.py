@@ -1,0 +1,227 @@
+"""Lessons routes of the contract: list, create, bulk create, read, update, delete.
+
+Instructors get what the catalog shows them (lessons of their own courses). Students see only
+lessons of courses they are enrolled in: the gateway asks which those are
+(`enrolled_course_ids`) and narrows the catalog query to them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from courseplatform.catalog.v1 import catalog_pb2
+from fastapi import APIRouter, Query, Request, Response
+from google.protobuf.field_mask_pb2 import FieldMask
+from pydantic import BaseModel, Field
+
+from gateway.auth import CurrentUser, Instructor
+from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
+from gateway.errors import ApiError
+from gateway.fields import INT32_MAX, INT64_MAX, Id, PathId
+from gateway.pagination import Page, paginated
+from gateway.routers.courses import LessonOut, lesson_json
+from gateway.routers.ops import backends
+
+router = APIRouter(prefix="/api", tags=["lessons"])
+
+WRITABLE = ("title", "content", "order")
+READ_ONLY = ("id", "course", "created_at", "updated_at")
+LESSON_NOT_FOUND = "Lesson not found."
+_READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
+
+Order = Annotated[int, Field(ge=1, le=INT32_MAX, description="1-based, unique within the course")]
+
+
+async def enrolled_course_ids(request: Request) -> list[int]:
+    """The calling student's enrolled course ids.
+
+    Empty until the learning service exists: the learning helper wires this to it (it is the
+    only thing in this module that knows about enrollments).
+    """
+    return []
+
+
+class LessonPage(BaseModel):
+    count: int
+    next: str | None
+    previous: str | None
+    results: list[LessonOut]
+
+
+class LessonReadOnlyFields(RequestModel):
+    """Fields of the representation a client may send back unchanged."""
+
+    id: Any = Field(default=None, description=_READ_ONLY_HELP)
+    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+
+
+class LessonCreate(LessonReadOnlyFields):
+    course: Id
+    title: str = Field(description="At most 255 characters")
+    content: str
+    order: Order
+
+
+class LessonPut(LessonReadOnlyFields):
+    course: Any = Field(default=None, description="Read-only: a lesson does not move")
+    title: str = Field(description="At most 255 characters")
+    content: str
+    order: Order
+
+
+class LessonPatch(LessonReadOnlyFields):
+    course: Any = Field(default=None, description="Read-only: a lesson does not move")
+    title: str = Field(default=None, description="At most 255 characters")  # type: ignore[assignment]
+    content: str = Field(default=None)  # type: ignore[assignment]
+    order: Order = Field(default=None)  # type: ignore[assignment]
+
+
+class BulkLesson(RequestModel):
+    title: str = Field(description="At most 255 characters")
+    content: str
+    order: Order
+
+
+class BulkCreate(RequestModel):
+    course: Id
+    lessons: list[BulkLesson]
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+
+@router.get(
+    "/lessons/",
+    summary="Lessons by course, then order: instructors' own courses, students' enrolled ones",
+    responses={200: {"model": LessonPage}},
+)
+async def list_lessons(
+    request: Request,
+    claims: CurrentUser,
+    params: Page,
+    course: Annotated[int | None, Query(ge=1, le=INT64_MAX, description="Course id")] = None,
+) -> dict[str, Any]:
+    query = catalog_pb2.ListLessonsRequest(
+        course_id=course or 0, page=params.page, page_size=params.page_size
+    )
+    if not claims.is_instructor:
+        enrolled = await enrolled_course_ids(request)
+        allowed = enrolled if course is None else [course] if course in enrolled else []
+        if not allowed:
+            # An empty course_ids filter would mean "no filter": answer the empty page here.
+            return paginated(request, params, [], 0)
+        query.course_ids.extend(allowed)
+    reply = await backends(request).catalog.ListLessons(query)
+    return paginated(request, params, [lesson_json(x) for x in reply.lessons], reply.total_count)
+
+
+@router.post(
+    "/lessons/",
+    status_code=201,
+    summary="Add a lesson to your course",
+    openapi_extra=openapi_body(LessonCreate),
+    responses={201: {"model": LessonOut}},
+)
+async def create_lesson(
+    request: Request, _: Instructor, body: Annotated[LessonCreate, Body(LessonCreate)]
+) -> dict[str, Any]:
+    reply = await backends(request).catalog.CreateLesson(
+        catalog_pb2.CreateLessonRequest(
+            course_id=body.course,
+            lesson=catalog_pb2.NewLesson(title=body.title, content=body.content, order=body.order),
+        )
+    )
+    return lesson_json(reply.lesson)
+
+
+@router.post(
+    "/lessons/bulk_create/",
+    status_code=201,
+    summary="Add several lessons to your course: all or nothing",
+    openapi_extra=openapi_body(BulkCreate),
+    responses={201: {"model": list[LessonOut]}},
+)
+async def bulk_create_lessons(
+    request: Request, _: Instructor, body: Annotated[BulkCreate, Body(BulkCreate)]
+) -> list[dict[str, Any]]:
+    reply = await backends(request).catalog.BulkCreateLessons(
+        catalog_pb2.BulkCreateLessonsRequest(
+            course_id=body.course,
+            lessons=[
+                catalog_pb2.NewLesson(title=item.title, content=item.content, order=item.order)
+                for item in body.lessons
+            ],
+        )
+    )
+    return [lesson_json(lesson) for lesson in reply.lessons]
+
+
+async def _get_lesson(request: Request, lesson_id: int) -> catalog_pb2.Lesson:
+    reply = await backends(request).catalog.GetLesson(
+        catalog_pb2.GetLessonRequest(lesson_id=lesson_id)
+    )
+    return reply.lesson
+
+
+@router.get(
+    "/lessons/{lesson_id}/",
+    summary="One lesson (students: only of a course they are enrolled in)",
+    responses={200: {"model": LessonOut}},
+)
+async def get_lesson(request: Request, claims: CurrentUser, lesson_id: PathId) -> dict[str, Any]:
+    lesson = await _get_lesson(request, lesson_id)
+    if not claims.is_instructor and lesson.course_id not in await enrolled_course_ids(request):
+        raise ApiError(404, LESSON_NOT_FOUND)
+    return lesson_json(lesson)
+
+
+async def _update_lesson(request: Request, lesson_id: int, body: LessonReadOnlyFields) -> Any:
+    current = await _get_lesson(request, lesson_id)
+    check_read_only(body, lesson_json(current), READ_ONLY)
+    sent = body.model_dump(exclude_unset=True)
+    reply = await backends(request).catalog.UpdateLesson(
+        catalog_pb2.UpdateLessonRequest(
+            lesson_id=lesson_id,
+            title=sent.get("title", ""),
+            content=sent.get("content", ""),
+            order=sent.get("order", 0),
+            update_mask=FieldMask(paths=[name for name in WRITABLE if name in sent]),
+        )
+    )
+    return lesson_json(reply.lesson)
+
+
+@router.put(
+    "/lessons/{lesson_id}/",
+    summary="Replace a lesson's writable fields (course owner)",
+    openapi_extra=openapi_body(LessonPut),
+    responses={200: {"model": LessonOut}},
+)
+async def replace_lesson(
+    request: Request, _: Instructor, lesson_id: PathId, body: Annotated[LessonPut, Body(LessonPut)]
+) -> dict[str, Any]:
+    return await _update_lesson(request, lesson_id, body)
+
+
+@router.patch(
+    "/lessons/{lesson_id}/",
+    summary="Change some of a lesson's writable fields (course owner)",
+    openapi_extra=openapi_body(LessonPatch, required=False),
+    responses={200: {"model": LessonOut}},
+)
+async def patch_lesson(
+    request: Request,
+    _: Instructor,
+    lesson_id: PathId,
+    body: Annotated[LessonPatch, Body(LessonPatch)],
+) -> dict[str, Any]:
+    return await _update_lesson(request, lesson_id, body)
+
+
+@router.delete("/lessons/{lesson_id}/", status_code=204, summary="Delete a lesson (course owner)")
+async def delete_lesson(request: Request, _: Instructor, lesson_id: PathId) -> Response:
+    await backends(request).catalog.DeleteLesson(
+        catalog_pb2.DeleteLessonRequest(lesson_id=lesson_id)
+    )
+    return Response(status_code=204)
