@@ -33,7 +33,8 @@ from services.learning import store
 
 log = get_logger("learning.outbox")
 
-MAX_BACKOFF_S = 30.0
+# Retries while Redis or PostgreSQL is down back off up to this, so recovery is noticed quickly.
+MAX_BACKOFF_S = 5.0
 REDIS_TIMEOUT_S = 5.0
 
 
