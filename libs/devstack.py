@@ -44,13 +44,13 @@ class Stack:
         self.env: dict[str, str] = dict(os.environ)
 
     def provide_servers(self, need_redis: bool) -> None:
-        if "DATABASE_URL" not in os.environ:
+        if "DATABASE_URL" not in self.env:
             print(
                 "DATABASE_URL not set: starting embedded PostgreSQL in .data/postgres", flush=True
             )
             self.postgres = EmbeddedPostgres(DATA_DIR / "postgres")
             self.env["DATABASE_URL"] = ensure_database(self.postgres.url(), DEV_DATABASE)
-        if need_redis and "REDIS_URL" not in os.environ:
+        if need_redis and "REDIS_URL" not in self.env:
             print(f"REDIS_URL not set: starting embedded Redis on :{DEV_REDIS_PORT}", flush=True)
             self.redis = EmbeddedRedis(DATA_DIR / "redis", port=DEV_REDIS_PORT)
             self.env["REDIS_URL"] = self.redis.url()
@@ -82,9 +82,7 @@ def run(stack: Stack) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    for name, module in PROCESSES:
-        children.append((name, subprocess.Popen([sys.executable, "-m", module], env=stack.env)))
-        time.sleep(0.3)
+    children.extend(start_processes(stack.env))
     print(
         "\ncourseplatform is up:\n"
         f"  REST API       http://localhost:{settings.gateway_port}/api/\n"
@@ -106,6 +104,24 @@ def run(stack: Stack) -> int:
                 stopping = True
         time.sleep(0.2)
 
+    stop_processes(children)
+    return exit_code
+
+
+Children = list[tuple[str, subprocess.Popen[bytes]]]
+
+
+def start_processes(env: dict[str, str]) -> Children:
+    """Every process of PROCESSES, in order, with `env` (also used by the benchmark)."""
+    children: Children = []
+    for name, module in PROCESSES:
+        children.append((name, subprocess.Popen([sys.executable, "-m", module], env=env)))
+        time.sleep(0.3)
+    return children
+
+
+def stop_processes(children: Children) -> None:
+    """SIGTERM in reverse start order; whatever has not exited by the deadline is killed."""
     for _, child in reversed(children):
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
@@ -116,7 +132,6 @@ def run(stack: Stack) -> int:
         except subprocess.TimeoutExpired:
             print(f"{name} did not stop in time; killing it", flush=True)
             child.kill()
-    return exit_code
 
 
 def main() -> None:

@@ -1,0 +1,140 @@
+"""The platform under test: `make run`'s processes (libs.devstack) on a fresh database.
+
+PostgreSQL: the DATABASE_URL server, else 127.0.0.1:5432 if it answers, else the embedded one;
+in each case a new database `cp_bench_<random>` that is dropped afterwards. Redis: REDIS_URL, else
+a private embedded Redis, so the bench's completion events never reach a developer's notifier.
+Every port is a free one, so a `make run` already up on the default ports is left alone.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from libs import devstack
+from libs.embedded import (
+    EmbeddedRedis,
+    drop_database,
+    ensure_database,
+    free_port,
+    postgres_answers,
+)
+from libs.settings import Settings, to_libpq_url
+from tests.bench.config import BenchError
+
+LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+READY_TIMEOUT_S = 60.0
+# Settings that differ from `make run`: nothing that changes how a request is served.
+BENCH_ENV = {
+    "LOG_LEVEL": "WARNING",  # an INFO access line per request would be the main cost measured
+    "SQL_STATEMENT_COUNTING": "true",  # one listener call per statement; see docs/benchmarks.md
+    "JWT_ACCESS_TTL_S": "3600",  # a full run with the sweep outlives the default 15 minutes
+}
+
+
+@dataclass(frozen=True)
+class Platform:
+    base_url: str
+    # gRPC targets by service name ("identity" -> "127.0.0.1:port").
+    targets: dict[str, str]
+    # libpq URL of the database the services use (None when the platform is not ours).
+    database_url: str | None
+
+
+def targets_from_settings(settings: Settings) -> dict[str, str]:
+    return {
+        name.removesuffix("_target"): str(value)
+        for name, value in settings.model_dump().items()
+        if name.endswith("_target")
+    }
+
+
+def external_platform(base_url: str) -> Platform:
+    """An already running platform; its services are found where Settings() says (the
+    IDENTITY_TARGET, CATALOG_TARGET, ... variables, `make run`'s ports by default)."""
+    return Platform(base_url=base_url, targets=targets_from_settings(Settings()), database_url=None)
+
+
+def _port_env() -> dict[str, str]:
+    """A free port for every `<x>_port` setting (the SMTP port is not ours to listen on), and
+    the matching `<x>_target` for clients."""
+    env: dict[str, str] = {}
+    for name in Settings.model_fields:
+        if not name.endswith("_port") or name.startswith("smtp"):
+            continue
+        port = free_port()
+        env[name.upper()] = str(port)
+        target = name.removesuffix("_port") + "_target"
+        if target in Settings.model_fields:
+            env[target.upper()] = f"127.0.0.1:{port}"
+    return env
+
+
+def _wait_ready(base_url: str, children: devstack.Children) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        for name, child in children:
+            if child.poll() is not None:
+                raise BenchError(f"{name} exited with {child.returncode} during start-up")
+        try:
+            response = httpx.get(f"{base_url}/readyz/", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"{response.status_code} {response.text}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(0.25)
+    raise BenchError(f"the platform was not ready within {READY_TIMEOUT_S:.0f} s: {last}")
+
+
+@contextmanager
+def own_platform(keep_database: bool = False) -> Iterator[Platform]:
+    stack = devstack.Stack()
+    if "DATABASE_URL" not in stack.env and postgres_answers(LOCAL_POSTGRES):
+        stack.env["DATABASE_URL"] = LOCAL_POSTGRES
+    redis: EmbeddedRedis | None = None
+    scratch = Path(tempfile.mkdtemp(prefix="cp-bench-"))
+    if "REDIS_URL" not in stack.env:
+        redis = EmbeddedRedis(scratch / "redis")
+        stack.env["REDIS_URL"] = redis.url()
+    children: devstack.Children = []
+    admin_url: str | None = None
+    name = f"cp_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        stack.provide_servers(need_redis=False)  # embedded PostgreSQL when there is no other
+        admin_url = to_libpq_url(stack.env["DATABASE_URL"])
+        database_url = ensure_database(admin_url, name)
+        stack.env["DATABASE_URL"] = database_url
+        print(f"bench database {name} on {admin_url.rsplit('@', 1)[-1]}", flush=True)
+        stack.migrate()
+        ports = _port_env()
+        stack.env.update(ports)
+        stack.env.update(BENCH_ENV)
+        stack.env["MAIL_DIR"] = str(scratch / "mail")
+        children = devstack.start_processes(stack.env)
+        base_url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
+        _wait_ready(base_url, children)
+        settings = Settings(**{key.lower(): value for key, value in ports.items()})
+        yield Platform(
+            base_url=base_url,
+            targets=targets_from_settings(settings),
+            database_url=database_url,
+        )
+    finally:
+        devstack.stop_processes(children)
+        if admin_url is not None:
+            if keep_database:
+                print(f"kept the bench database {name}", flush=True)
+            else:
+                drop_database(admin_url, name)
+        stack.stop_servers()
+        if redis is not None:
+            redis.stop()

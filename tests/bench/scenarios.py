@@ -1,0 +1,272 @@
+"""The scenarios: what each sends over REST, the gRPC calls the gateway makes for it (the direct
+baseline), and its budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from courseplatform.catalog.v1 import catalog_pb2
+from courseplatform.identity.v1 import identity_pb2
+from courseplatform.learning.v1 import learning_pb2
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.message import Message
+
+from tests.bench.seed import PASSWORD, Enrollment, Seed
+from tests.bench.wrk import HttpRequest
+
+# update_course cycles through this many distinct titles per course.
+TITLE_REVISIONS = 20
+
+
+@dataclass(frozen=True)
+class Budget:
+    min_rps: float
+    max_p99_ms: float
+
+    def met(self, rps: float, p99_ms: float) -> bool:
+        return rps >= self.min_rps and p99_ms <= self.max_p99_ms
+
+
+@dataclass(frozen=True)
+class GrpcStep:
+    """One unary call per iteration; requests are used round robin."""
+
+    service: str  # "identity", "catalog", "learning": the target's name
+    method: str  # full path, /package.Service/Method
+    requests: list[bytes]
+    token: str | None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    budget: Budget | None
+    # Requests wrk replays (None: the scenario builds them itself, see complete_lesson).
+    http: Callable[[Seed], list[HttpRequest]] | None
+    # What the gateway calls for one such request, in order (None: no direct baseline).
+    grpc: Callable[[Seed], list[GrpcStep]] | None = None
+    # Part of the scale sweep (reads whose cost must not grow with the data).
+    swept: bool = False
+    # What the scenario needs seeded: "courses", "enrollments" (which implies courses).
+    needs: frozenset[str] = frozenset({"courses", "enrollments"})
+
+
+def _method(descriptor_service: str, module: object, method: str) -> str:
+    service = module.DESCRIPTOR.services_by_name[descriptor_service]  # type: ignore[attr-defined]
+    return f"/{service.full_name}/{method}"
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _bytes(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+CATALOG = ("CatalogService", catalog_pb2)
+LEARNING = ("LearningService", learning_pb2)
+IDENTITY = ("IdentityService", identity_pb2)
+
+
+def list_courses_http(seed: Seed) -> list[HttpRequest]:
+    return [HttpRequest("GET", "/api/courses/", seed.student.access)]
+
+
+def list_courses_grpc(seed: Seed) -> list[GrpcStep]:
+    request = catalog_pb2.ListCoursesRequest(page=1, page_size=20)
+    return [
+        GrpcStep(
+            "catalog",
+            _method(*CATALOG, "ListCourses"),
+            [_bytes(request)],
+            seed.student.access,
+        )
+    ]
+
+
+def course_detail_http(seed: Seed) -> list[HttpRequest]:
+    return [
+        HttpRequest("GET", f"/api/courses/{course.id}/", seed.student.access)
+        for course in seed.courses
+    ]
+
+
+def course_detail_grpc(seed: Seed) -> list[GrpcStep]:
+    requests = [
+        _bytes(catalog_pb2.GetCourseRequest(course_id=course.id)) for course in seed.courses
+    ]
+    return [GrpcStep("catalog", _method(*CATALOG, "GetCourse"), requests, seed.student.access)]
+
+
+def enrollment_http(seed: Seed) -> list[HttpRequest]:
+    return [
+        HttpRequest("GET", f"/api/enrollments/{enrollment.id}/", seed.student.access)
+        for enrollment in seed.enrollments
+    ]
+
+
+def enrollment_grpc(seed: Seed) -> list[GrpcStep]:
+    requests = [
+        _bytes(learning_pb2.GetEnrollmentRequest(enrollment_id=enrollment.id))
+        for enrollment in seed.enrollments
+    ]
+    return [
+        GrpcStep("learning", _method(*LEARNING, "GetEnrollment"), requests, seed.student.access)
+    ]
+
+
+def list_progress_http(seed: Seed) -> list[HttpRequest]:
+    return [HttpRequest("GET", "/api/progress/", seed.student.access)]
+
+
+def list_progress_grpc(seed: Seed) -> list[GrpcStep]:
+    request = learning_pb2.ListProgressRequest(page=1, page_size=20)
+    return [
+        GrpcStep(
+            "learning", _method(*LEARNING, "ListProgress"), [_bytes(request)], seed.student.access
+        )
+    ]
+
+
+def _titles(seed: Seed) -> list[tuple[int, str]]:
+    return [
+        (course.id, f"Course {course.id}: practical topics, revision {revision}")
+        for revision in range(TITLE_REVISIONS)
+        for course in seed.courses
+    ]
+
+
+def update_course_http(seed: Seed) -> list[HttpRequest]:
+    return [
+        HttpRequest(
+            "PATCH", f"/api/courses/{course_id}/", seed.instructor.access, _json({"title": title})
+        )
+        for course_id, title in _titles(seed)
+    ]
+
+
+def update_course_grpc(seed: Seed) -> list[GrpcStep]:
+    # The gateway reads the course first (read-only fields are checked against it), then updates.
+    titles = _titles(seed)
+    token = seed.instructor.access
+    return [
+        GrpcStep(
+            "catalog",
+            _method(*CATALOG, "GetCourse"),
+            [_bytes(catalog_pb2.GetCourseRequest(course_id=course_id)) for course_id, _ in titles],
+            token,
+        ),
+        GrpcStep(
+            "catalog",
+            _method(*CATALOG, "UpdateCourse"),
+            [
+                _bytes(
+                    catalog_pb2.UpdateCourseRequest(
+                        course_id=course_id, title=title, update_mask=FieldMask(paths=["title"])
+                    )
+                )
+                for course_id, title in titles
+            ],
+            token,
+        ),
+    ]
+
+
+def login_http(seed: Seed) -> list[HttpRequest]:
+    body = _json({"email": seed.student.email, "password": PASSWORD})
+    return [HttpRequest("POST", "/api/auth/login/", None, body)]
+
+
+def login_grpc(seed: Seed) -> list[GrpcStep]:
+    request = identity_pb2.LoginRequest(email=seed.student.email, password=PASSWORD)
+    return [GrpcStep("identity", _method(*IDENTITY, "Login"), [_bytes(request)], None)]
+
+
+def token_verify_http(seed: Seed) -> list[HttpRequest]:
+    return [HttpRequest("POST", "/api/token/verify/", None, _json({"token": seed.student.access}))]
+
+
+def token_verify_grpc(seed: Seed) -> list[GrpcStep]:
+    # The gateway verifies locally with the published keys; the nearest gRPC equivalent is
+    # identity's VerifyToken, which needs an access token of its own to be called.
+    request = identity_pb2.VerifyTokenRequest(
+        token=seed.student.access, token_type=identity_pb2.TOKEN_TYPE_ACCESS
+    )
+    return [
+        GrpcStep(
+            "identity", _method(*IDENTITY, "VerifyToken"), [_bytes(request)], seed.student.access
+        )
+    ]
+
+
+def complete_lesson_requests(
+    enrollments: list[Enrollment], threads: int, spacing: int
+) -> list[list[HttpRequest]]:
+    """Each thread gets its own enrollments, so a lesson and the one after it always go through
+    the same thread. Within a thread, enrollments are taken `spacing` at a time and their lessons
+    are sent lesson by lesson across the group: consecutive lessons of one enrollment are
+    `spacing` requests apart (far more than the thread's connections, so the earlier lesson has
+    been answered before the next is sent), and courses get completed all through the run."""
+    per_thread: list[list[HttpRequest]] = []
+    for thread in range(threads):
+        mine = enrollments[thread::threads]
+        requests: list[HttpRequest] = []
+        for start in range(0, len(mine), spacing):
+            group = mine[start : start + spacing]
+            lessons = max(len(enrollment.progress_ids) for enrollment in group)
+            for lesson in range(lessons):
+                requests.extend(
+                    HttpRequest(
+                        "POST",
+                        f"/api/progress/{enrollment.progress_ids[lesson]}/complete/",
+                        enrollment.student.access,
+                    )
+                    for enrollment in group
+                    if lesson < len(enrollment.progress_ids)
+                )
+        per_thread.append(requests)
+    return per_thread
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "list_courses_student",
+        Budget(800, 60),
+        list_courses_http,
+        list_courses_grpc,
+        swept=True,
+        needs=frozenset({"courses"}),
+    ),
+    Scenario(
+        "course_detail",
+        Budget(1000, 40),
+        course_detail_http,
+        course_detail_grpc,
+        swept=True,
+        needs=frozenset({"courses"}),
+    ),
+    Scenario("enrollment_progress", Budget(1000, 40), enrollment_http, enrollment_grpc, swept=True),
+    Scenario("list_progress", Budget(1000, 40), list_progress_http, list_progress_grpc, swept=True),
+    Scenario("login", Budget(60, 400), login_http, login_grpc, needs=frozenset()),
+    Scenario(
+        "token_verify",
+        Budget(3500, 15),
+        token_verify_http,
+        token_verify_grpc,
+        needs=frozenset(),
+    ),
+    Scenario(
+        "update_course",
+        Budget(600, 60),
+        update_course_http,
+        update_course_grpc,
+        needs=frozenset({"courses"}),
+    ),
+    # No budget is set for it; its requests are built from a pool of fresh enrollments.
+    Scenario("complete_lesson", None, None),
+)
+
+BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
