@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from courseplatform.catalog.v1 import catalog_pb2
+from courseplatform.learning.v1 import learning_pb2
 from fastapi import APIRouter, Query, Request, Response
 from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, Field
@@ -33,12 +34,12 @@ Order = Annotated[int, Field(ge=1, le=INT32_MAX, description="1-based, unique wi
 
 
 async def enrolled_course_ids(request: Request) -> list[int]:
-    """The calling student's enrolled course ids.
-
-    Empty until the learning service exists: the learning helper wires this to it (it is the
-    only thing in this module that knows about enrollments).
-    """
-    return []
+    """The calling student's enrolled course ids, as the learning service knows them (it is the
+    only thing in this module that knows about enrollments)."""
+    reply = await backends(request).learning.ListEnrolledCourseIds(
+        learning_pb2.ListEnrolledCourseIdsRequest()
+    )
+    return list(reply.course_ids)
 
 
 class LessonPage(BaseModel):
