@@ -43,6 +43,12 @@ PUBLISHED = {"status": "Course published successfully"}
 _READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
 
 
+def read_only_field(description: str = _READ_ONLY_HELP) -> Any:
+    """A representation field a body may carry back unchanged; `readOnly` keeps it out of
+    Swagger UI's request examples."""
+    return Field(default=None, description=description, json_schema_extra={"readOnly": True})
+
+
 # --- representations ---------------------------------------------------------------------------
 
 
@@ -117,15 +123,15 @@ class CoursePage(BaseModel):
 class CourseReadOnlyFields(RequestModel):
     """Fields of the representation a client may send back unchanged (clients PUT what they GET)."""
 
-    id: Any = Field(default=None, description=_READ_ONLY_HELP)
-    code: Any = Field(default=None, description=_READ_ONLY_HELP)
-    status: Any = Field(default=None, description=_READ_ONLY_HELP)
-    instructor: Any = Field(default=None, description=_READ_ONLY_HELP)
-    instructor_name: Any = Field(default=None, description=_READ_ONLY_HELP)
-    lesson_count: Any = Field(default=None, description=_READ_ONLY_HELP)
-    lessons: Any = Field(default=None, description=_READ_ONLY_HELP)
-    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+    id: Any = read_only_field()
+    code: Any = read_only_field()
+    status: Any = read_only_field()
+    instructor: Any = read_only_field()
+    instructor_name: Any = read_only_field()
+    lesson_count: Any = read_only_field()
+    lessons: Any = read_only_field()
+    created_at: Any = read_only_field()
+    updated_at: Any = read_only_field()
 
 
 class CourseBody(CourseReadOnlyFields):

@@ -20,7 +20,7 @@ from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
 from gateway.errors import ApiError
 from gateway.fields import INT32_MAX, INT64_MAX, Id, PathId
 from gateway.pagination import Page, paginated
-from gateway.routers.courses import LessonOut, lesson_json
+from gateway.routers.courses import LessonOut, lesson_json, read_only_field
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["lessons"])
@@ -28,7 +28,6 @@ router = APIRouter(prefix="/api", tags=["lessons"])
 WRITABLE = ("title", "content", "order")
 READ_ONLY = ("id", "course", "created_at", "updated_at")
 LESSON_NOT_FOUND = "Lesson not found."
-_READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
 
 Order = Annotated[int, Field(ge=1, le=INT32_MAX, description="1-based, unique within the course")]
 
@@ -52,9 +51,9 @@ class LessonPage(BaseModel):
 class LessonReadOnlyFields(RequestModel):
     """Fields of the representation a client may send back unchanged."""
 
-    id: Any = Field(default=None, description=_READ_ONLY_HELP)
-    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+    id: Any = read_only_field()
+    created_at: Any = read_only_field()
+    updated_at: Any = read_only_field()
 
 
 class LessonCreate(LessonReadOnlyFields):
@@ -65,14 +64,14 @@ class LessonCreate(LessonReadOnlyFields):
 
 
 class LessonPut(LessonReadOnlyFields):
-    course: Any = Field(default=None, description="Read-only: a lesson does not move")
+    course: Any = read_only_field("Read-only: a lesson does not move to another course")
     title: str = Field(description="At most 255 characters")
     content: str
     order: Order
 
 
 class LessonPatch(LessonReadOnlyFields):
-    course: Any = Field(default=None, description="Read-only: a lesson does not move")
+    course: Any = read_only_field("Read-only: a lesson does not move to another course")
     title: str = Field(default=None, description="At most 255 characters")  # type: ignore[assignment]
     content: str = Field(default=None)  # type: ignore[assignment]
     order: Order = Field(default=None)  # type: ignore[assignment]
