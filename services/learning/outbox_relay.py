@@ -22,7 +22,6 @@ import contextlib
 import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs import streams
@@ -94,7 +93,8 @@ class OutboxRelay:
                 try:
                     published = await self.publish_batch()
                     failures = 0
-                except (RedisError, OSError, SQLAlchemyError) as error:
+                # Redis or PostgreSQL down, or anything unforeseen: the relay must outlive it.
+                except Exception as error:
                     failures += 1
                     delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
                     log.warning("outbox publish failed", error=repr(error), retry_in_s=delay)
@@ -156,7 +156,7 @@ class OutboxRelay:
                     self._wake.set()  # rows may have arrived while we were not listening
                     async for _ in connection.notifies():
                         self._wake.set()
-            except (psycopg.Error, OSError) as error:
+            except Exception as error:  # polling covers the gap while we reconnect
                 failures += 1
                 delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
                 log.warning("outbox listen failed", error=repr(error), retry_in_s=delay)
