@@ -27,12 +27,13 @@ DEV_REDIS_PORT = 6380
 STOP_TIMEOUT_S = 15.0
 
 # Services with a schema, in the order their migrations run.
-MIGRATED_SERVICES: tuple[str, ...] = ("identity", "catalog", "learning")
+MIGRATED_SERVICES: tuple[str, ...] = ("identity", "catalog", "learning", "notifier")
 # Child processes, in start order (a service before those that call it).
 PROCESSES: tuple[tuple[str, str], ...] = (
     ("identity", "services.identity"),
     ("catalog", "services.catalog"),
     ("learning", "services.learning"),
+    ("notifier", "services.notifier"),
     ("gateway", "gateway"),
 )
 

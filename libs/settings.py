@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     notifier_max_attempts: int = 5
     notifier_reclaim_idle_ms: int = 60_000
     notifier_health_port: int = 8001
+    notifier_health_host: str = "127.0.0.1"
+    # Quick retries inside one delivery (exponential backoff from this base) before the message
+    # is left pending for a later delivery; see docs/notifier.md "Retries".
+    notifier_retry_backoff_s: float = 0.5
+    notifier_retries_per_delivery: int = 2
+    # How long a SIGTERM'd notifier lets the mail in flight finish.
+    notifier_shutdown_grace_s: float = 30.0
 
     # Outbox relay
     outbox_poll_interval_s: float = 1.0

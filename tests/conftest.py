@@ -38,6 +38,8 @@ from libs.signing_keys import ensure_signing_key
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Services started for the suite, in dependency order, and whose migrations run.
 SERVICES: tuple[str, ...] = ("identity", "catalog", "learning")
+# Services with a schema but no gRPC server (the tests start them themselves).
+MIGRATED_ONLY: tuple[str, ...] = ("notifier",)
 TEST_PASSWORD = "correct-horse-42"
 
 
@@ -57,7 +59,7 @@ def admin_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 def database_url(admin_database_url: str) -> Iterator[str]:
     name = f"cp_test_{uuid.uuid4().hex[:12]}"
     url = ensure_database(admin_database_url, name)
-    for service in SERVICES:
+    for service in (*SERVICES, *MIGRATED_ONLY):
         migrations.upgrade(url, service)
     yield url
     drop_database(admin_database_url, name)

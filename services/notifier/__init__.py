@@ -1,0 +1,3 @@
+"""Notifier: emails each student who completes a course, exactly once (schema `notifier`)."""
+
+SCHEMA = "notifier"

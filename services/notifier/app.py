@@ -1,0 +1,307 @@
+"""FastStream wiring: the stream subscribers, health and AsyncAPI routes, and the lifecycle.
+
+Two subscribers share one handler, one consumer name and the consumer group:
+- the reader takes new entries (XREADGROUP `>`);
+- the reclaimer takes entries left pending longer than `notifier_reclaim_idle_ms` by any
+  consumer of the group, a dead one or this one after a failed attempt (XAUTOCLAIM).
+Acks are manual: an entry is acked only once its mail was accepted (or it was dead-lettered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.asgi import AsgiFastStream, AsgiResponse, AsyncAPIRoute, get
+from faststream.asgi.response import JSONResponse
+from faststream.asgi.types import Scope
+from faststream.redis import RedisBroker, StreamSub
+from faststream.redis.annotations import RedisStreamMessage
+from faststream.redis.message import DefaultStreamMessage
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.db import create_engine, session_factory
+from libs.logging import get_logger
+from libs.settings import Settings
+from libs.streams import (
+    COURSE_COMPLETED_DLQ,
+    COURSE_COMPLETED_STREAM,
+    COURSE_COMPLETED_TYPE,
+    FIELD_EVENT,
+    FIELD_EVENT_ID,
+    FIELD_TYPE,
+    NOTIFIER_GROUP,
+)
+from services.notifier.consumer_group import ensure_group, forget_stale_consumers
+from services.notifier.mailer import mailer_from_settings
+from services.notifier.processor import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
+
+log = get_logger("notifier")
+
+VERSION = "1.0.0"
+# XREADGROUP blocks this long per poll; shutdown does not wait for it.
+READ_BLOCK_MS = 1000
+# Entries are read one at a time: an entry read but not yet handled sits in this consumer's
+# pending list, where after the idle time other consumers would reclaim it under our feet.
+READ_COUNT = 1
+HEALTH_TIMEOUT_S = 2.0
+
+
+class CourseCompletedEntry(BaseModel):
+    """One entry of the course-completed stream (Redis stream fields, not JSON)."""
+
+    event: bytes = Field(
+        b"",
+        description=(
+            f"Binary protobuf `{COURSE_COMPLETED_TYPE}` "
+            "(protos/courseplatform/events/v1/events.proto): event_id, enrollment_id, "
+            "student_id, student_email, student_full_name, course_id, course_title, "
+            "completed_at, occurred_at."
+        ),
+    )
+    event_id: str = Field("", description="The event's id in clear text; equals event.event_id.")
+    type: str = Field("", description=f"Always `{COURSE_COMPLETED_TYPE}`.")
+
+
+class DeadLetterEntry(CourseCompletedEntry):
+    """An entry the notifier gave up on: the original fields byte for byte, plus why."""
+
+    dlq_reason: str = Field(description="Why it was dead-lettered (malformed, refused, gave up).")
+    dlq_source_stream: str = Field(description="The stream the entry came from.")
+    dlq_source_id: str = Field(description="Its entry id there.")
+    dlq_deliveries: str = Field(description="How often the group had delivered it.")
+    dlq_consumer: str = Field(description="The consumer that dead-lettered it.")
+    dlq_failed_at: str = Field(description="When, ISO 8601 UTC.")
+
+
+def default_consumer_name() -> str:
+    """Unique per process, stable for its lifetime: `<hostname>-<pid>`."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def parse_entry(
+    raw: DefaultStreamMessage,
+    default_parser: Callable[[Any], Awaitable[Any]],
+) -> Any:
+    # FastStream's parser JSON-encodes any entry lacking its own `__data__` envelope, which fails
+    # on binary protobuf values. It still builds the message object (which knows how to XACK), so
+    # it is handed an empty entry and the real one is put back.
+    message = await default_parser({**raw, "data": {}})
+    message.raw_message = raw
+    message.body = raw["data"].get(FIELD_EVENT.encode(), b"")
+    if raw["message_ids"]:
+        message.message_id = raw["message_ids"][0].decode()
+    if event_id := raw["data"].get(FIELD_EVENT_ID.encode()):
+        message.correlation_id = event_id.decode("utf-8", errors="replace")
+    return message
+
+
+async def decode_fields(message: Any) -> dict[str, Any]:
+    data = message.raw_message["data"]
+    text_of = {FIELD_EVENT_ID: "", FIELD_TYPE: ""}
+    for name in text_of:
+        if (value := data.get(name.encode())) is not None:
+            text_of[name] = value.decode("utf-8", errors="replace")
+    return {FIELD_EVENT: data.get(FIELD_EVENT.encode(), b""), **text_of}
+
+
+class NotifierApp:
+    """One notifier process: a RedisBroker with its subscribers inside an ASGI app (health)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stream: str = COURSE_COMPLETED_STREAM,
+        dead_letter_stream: str = COURSE_COMPLETED_DLQ,
+        group: str = NOTIFIER_GROUP,
+        consumer: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.consumer = consumer or settings.notifier_consumer or default_consumer_name()
+        self.binding = StreamBinding(
+            stream=stream,
+            dead_letter_stream=dead_letter_stream,
+            group=group,
+            consumer=self.consumer,
+            dead_letter_maxlen=settings.stream_maxlen,
+        )
+        self.mailer = mailer_from_settings(settings)
+        self.notifier: Notifier | None = None
+        self._redis: Redis | None = None
+        self._engine: AsyncEngine | None = None
+
+        self.broker = RedisBroker(
+            settings.redis_url,
+            graceful_timeout=settings.notifier_shutdown_grace_s,
+            logger=logging.getLogger("notifier.faststream"),
+            log_level=logging.DEBUG,  # one line per message; the processor logs outcomes
+        )
+        self._register_subscribers()
+        # Documents the dead-letter stream in AsyncAPI; deadletter.py writes it (atomically with
+        # the XACK, in the source stream's raw encoding, which a FastStream publisher cannot do).
+        self.broker.publisher(
+            stream=dead_letter_stream,
+            title=dead_letter_stream,
+            description="Entries the notifier gave up on. Replay: python -m services.notifier "
+            "replay-dead-letters",
+            schema=DeadLetterEntry,
+        )
+        self.specification = AsyncAPI(
+            self.broker,
+            title="courseplatform notifier",
+            version=VERSION,
+            description=(
+                "Emails each student who completes a course, exactly once. Reads the "
+                f"course-completed stream with consumer group `{group}`; entries are Redis "
+                f"stream fields `{FIELD_EVENT}` (binary protobuf), `{FIELD_EVENT_ID}`, "
+                f"`{FIELD_TYPE}`, not JSON."
+            ),
+        )
+        self.app = AsgiFastStream(
+            self.broker,
+            asgi_routes=[("/health", self._health_route()), ("/livez", _alive)],
+            asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
+            specification=self.specification,
+            on_startup=[self._open],
+            on_shutdown=[self._stop_retrying],
+            after_shutdown=[self._close],
+        )
+
+    def _register_subscribers(self) -> None:
+        settings = self.settings
+        binding = self.binding
+        common: dict[str, Any] = {
+            "ack_policy": AckPolicy.MANUAL,
+            "parser": parse_entry,
+            "decoder": decode_fields,
+        }
+        self.reader = self.broker.subscriber(
+            stream=StreamSub(
+                binding.stream,
+                group=binding.group,
+                consumer=self.consumer,
+                polling_interval=READ_BLOCK_MS,
+                max_records=READ_COUNT,
+            ),
+            title=binding.stream,
+            description=(
+                "Course completions; one email per event id. An entry is acknowledged only "
+                "after the mail was accepted, or after it was moved to "
+                f"`{binding.dead_letter_stream}`."
+            ),
+            **common,
+        )
+        reclaim_poll_ms = max(100, min(5000, settings.notifier_reclaim_idle_ms // 4))
+        self.reclaimer = self.broker.subscriber(
+            stream=StreamSub(
+                binding.stream,
+                group=binding.group,
+                consumer=self.consumer,
+                min_idle_time=settings.notifier_reclaim_idle_ms,
+                polling_interval=reclaim_poll_ms,
+            ),
+            include_in_schema=False,  # the same channel as the reader, seen through XAUTOCLAIM
+            **common,
+        )
+
+        @self.reader
+        @self.reclaimer
+        async def on_course_completed(
+            entry: CourseCompletedEntry, message: RedisStreamMessage
+        ) -> None:
+            assert self.notifier is not None, "subscribers start after _open"
+            delivery = Delivery(entry_id=message.message_id, fields=message.raw_message["data"])
+            outcome = await self.notifier.handle(delivery)
+            if outcome in (Outcome.SENT, Outcome.DUPLICATE):
+                await message.ack()
+            elif outcome is Outcome.RETRY_LATER:
+                # No XACK: the entry stays pending and the reclaimer redelivers it.
+                await message.nack()
+            # DEAD_LETTERED: acked in the same MULTI that wrote the dead letter.
+
+    @property
+    def subscribers_running(self) -> bool:
+        return self.reader.running and self.reclaimer.running
+
+    async def _open(self) -> None:
+        settings = self.settings
+        self._engine = create_engine(settings, "notifier")
+        self._redis = Redis.from_url(settings.redis_url)
+        binding = self.binding
+        if await ensure_group(self._redis, binding.stream, binding.group):
+            log.info("created consumer group", stream=binding.stream, group=binding.group)
+        forgotten = await forget_stale_consumers(
+            self._redis, binding.stream, binding.group, keep=self.consumer
+        )
+        if forgotten:
+            log.info("forgot consumers of finished processes", consumers=forgotten)
+        self.notifier = Notifier(
+            sessions=session_factory(self._engine),
+            redis=self._redis,
+            mailer=self.mailer,
+            sender=settings.mail_from,
+            binding=binding,
+            policy=RetryPolicy(
+                max_attempts=settings.notifier_max_attempts,
+                retries_per_delivery=settings.notifier_retries_per_delivery,
+                backoff_s=settings.notifier_retry_backoff_s,
+            ),
+        )
+        log.info(
+            "notifier starting",
+            stream=binding.stream,
+            group=binding.group,
+            consumer=self.consumer,
+            transport=self.mailer.description,
+            reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
+        )
+
+    async def _stop_retrying(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop_retrying()
+
+    async def _close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+        if self._engine is not None:
+            await self._engine.dispose()
+        log.info("notifier stopped", consumer=self.consumer)
+
+    async def _database_answers(self) -> bool:
+        if self._engine is None:
+            return False
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT_S), self._engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    def _health_route(self) -> Any:
+        @get(include_in_schema=False)
+        async def health(scope: Scope) -> AsgiResponse:
+            checks = {
+                "redis": await self.broker.ping(HEALTH_TIMEOUT_S),
+                "postgres": await self._database_answers(),
+                "subscribers": self.subscribers_running,
+            }
+            healthy = all(checks.values())
+            body = {"status": "ok" if healthy else "unavailable", "consumer": self.consumer}
+            return JSONResponse({**body, "checks": checks}, 200 if healthy else 503)
+
+        return health
+
+
+@get(include_in_schema=False)
+async def _alive(scope: Scope) -> AsgiResponse:
+    return AsgiResponse(b"", 204)

@@ -1,0 +1,246 @@
+"""The use case: one stream entry in, at most one email out, and a verdict on the entry.
+
+Order of work for an entry: decode -> compose -> claim the event in PostgreSQL -> send (quick
+retries with backoff) -> record `sent` -> the caller acks. Whatever cannot succeed is dead-lettered
+with the reason (and acked in the same MULTI); whatever may succeed later is left pending, to be
+reclaimed after the idle time. See docs/notifier.md for the guarantees and the remaining window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from libs.db import transaction
+from libs.logging import get_logger
+from services.notifier import store
+from services.notifier.deadletter import dead_letter, delivery_count
+from services.notifier.events import MalformedEvent, decode_entry, entry_event_id
+from services.notifier.mail import compose
+from services.notifier.mailer import Mailer, OutgoingMail, PermanentMailError, TransientMailError
+
+log = get_logger("notifier")
+T = TypeVar("T")
+
+# Margin added to a claim's lease beyond the longest possible delivery (all attempts and waits).
+LEASE_MARGIN_S = 10.0
+# Recording `sent` is retried this many times: failing it after the mail left means a resend.
+RECORD_SENT_TRIES = 5
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"  # mail accepted and recorded: ack
+    DUPLICATE = "duplicate"  # this event was already mailed: ack, nothing sent
+    DEAD_LETTERED = "dead_lettered"  # moved to the dead-letter stream, already acked
+    RETRY_LATER = "retry_later"  # leave pending: a later delivery tries again
+
+
+@dataclass(frozen=True)
+class Delivery:
+    entry_id: str
+    fields: Mapping[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int  # deliveries that try to send before the event is dead-lettered
+    retries_per_delivery: int
+    backoff_s: float
+
+    def delay(self, retry: int) -> float:
+        # Exponential with jitter, so consumers hit by the same outage do not retry in lockstep.
+        return self.backoff_s * (2**retry) * random.uniform(0.8, 1.2)
+
+    def lease_for(self, attempt_deadline_s: float) -> timedelta:
+        waits = sum(self.backoff_s * (2**retry) * 1.2 for retry in range(self.retries_per_delivery))
+        longest = (self.retries_per_delivery + 1) * attempt_deadline_s + waits
+        return timedelta(seconds=longest + LEASE_MARGIN_S)
+
+
+@dataclass(frozen=True)
+class StreamBinding:
+    stream: str
+    dead_letter_stream: str
+    group: str
+    consumer: str
+    dead_letter_maxlen: int
+
+
+class Notifier:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        mailer: Mailer,
+        sender: str,
+        binding: StreamBinding,
+        policy: RetryPolicy,
+    ) -> None:
+        self._sessions = sessions
+        self._redis = redis
+        self._mailer = mailer
+        self._sender = sender
+        self._binding = binding
+        self._policy = policy
+        self._lease = policy.lease_for(mailer.attempt_deadline_s)
+        self._stopping = asyncio.Event()
+
+    def stop_retrying(self) -> None:
+        """Shutdown: the mail in flight finishes, but no new backoff wait starts."""
+        self._stopping.set()
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        event_id = entry_event_id(delivery.fields)
+        logger = log.bind(entry_id=delivery.entry_id, event_id=event_id)
+        try:
+            completion = decode_entry(delivery.fields)
+            message = compose(completion, self._sender)
+        except (MalformedEvent, ValueError) as exc:
+            # Never retried: no delivery can make this entry decode.
+            logger.warning("malformed course-completed entry", reason=str(exc))
+            await self._dead_letter(delivery, f"malformed: {exc}")
+            return Outcome.DEAD_LETTERED
+        mail = OutgoingMail(
+            key=completion.event_id, recipient=completion.student_email, message=message
+        )
+        claim = await self._in_transaction(
+            lambda session: store.claim(
+                session,
+                event_id=completion.event_id,
+                recipient=completion.student_email,
+                message_id=str(message["Message-ID"]),
+                consumer=self._binding.consumer,
+                lease=self._lease,
+            )
+        )
+        if claim.outcome is store.ClaimOutcome.ALREADY_SENT:
+            logger.info("event already mailed; acknowledging the duplicate")
+            return Outcome.DUPLICATE
+        if claim.outcome is store.ClaimOutcome.BUSY:
+            logger.info("event is being mailed by another consumer; leaving it pending")
+            return Outcome.RETRY_LATER
+        if claim.attempts > self._policy.max_attempts:
+            # Earlier deliveries claimed it and never reported back (crashed or hung mid-send).
+            return await self._give_up(
+                delivery, completion.event_id, f"gave up after {claim.attempts - 1} attempts"
+            )
+
+        try:
+            await self._send_with_retries(mail)
+        except PermanentMailError as exc:
+            logger.warning("mail refused permanently", error=str(exc))
+            return await self._give_up(delivery, completion.event_id, f"refused: {exc}")
+        except TransientMailError as exc:
+            if claim.attempts >= self._policy.max_attempts:
+                return await self._give_up(
+                    delivery,
+                    completion.event_id,
+                    f"gave up after {claim.attempts} attempts: {exc}",
+                )
+            error = str(exc)
+            await self._in_transaction(
+                lambda session: store.release(
+                    session, completion.event_id, self._binding.consumer, error
+                )
+            )
+            logger.warning(
+                "mail not accepted; leaving the entry pending for a later delivery",
+                error=str(exc),
+                attempt=claim.attempts,
+                max_attempts=self._policy.max_attempts,
+            )
+            return Outcome.RETRY_LATER
+
+        await self._record_sent(completion.event_id)
+        logger.info(
+            "course-completed mail sent",
+            recipient=completion.student_email,
+            course_id=completion.course_id,
+            transport=self._mailer.description,
+        )
+        return Outcome.SENT
+
+    async def _send_with_retries(self, mail: OutgoingMail) -> None:
+        for retry in range(self._policy.retries_per_delivery + 1):
+            try:
+                await self._mailer.send(mail)
+                return
+            except TransientMailError as exc:
+                last_try = retry == self._policy.retries_per_delivery
+                if last_try or self._stopping.is_set():
+                    raise
+                delay = self._policy.delay(retry)
+                log.info(
+                    "mail not accepted; retrying",
+                    event_id=mail.key,
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                )
+                if await self._stopped_within(delay):
+                    raise
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _record_sent(self, event_id: str) -> None:
+        # The mail is out: failing to record it would let a redelivery send it again, so a
+        # database blip is waited out here rather than surfaced.
+        for attempt in range(RECORD_SENT_TRIES):
+            try:
+                await self._in_transaction(lambda session: store.mark_sent(session, event_id))
+                return
+            except (SQLAlchemyError, OSError):
+                if attempt == RECORD_SENT_TRIES - 1:
+                    raise
+                log.warning("recording a sent mail failed; retrying", event_id=event_id)
+                await asyncio.sleep(0.2 * 2**attempt)
+
+    async def _give_up(self, delivery: Delivery, event_id: str, reason: str) -> Outcome:
+        await self._in_transaction(lambda session: store.mark_failed(session, event_id, reason))
+        await self._dead_letter(delivery, reason)
+        return Outcome.DEAD_LETTERED
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        binding = self._binding
+        deliveries = await delivery_count(
+            self._redis, binding.stream, binding.group, delivery.entry_id
+        )
+        letter_id = await dead_letter(
+            self._redis,
+            source_stream=binding.stream,
+            dead_letter_stream=binding.dead_letter_stream,
+            group=binding.group,
+            entry_id=delivery.entry_id,
+            fields=delivery.fields,
+            reason=reason,
+            deliveries=deliveries,
+            consumer=binding.consumer,
+            maxlen=binding.dead_letter_maxlen,
+        )
+        log.error(
+            "entry moved to the dead-letter stream",
+            entry_id=delivery.entry_id,
+            event_id=entry_event_id(delivery.fields),
+            dead_letter_stream=binding.dead_letter_stream,
+            dead_letter_id=letter_id,
+            reason=reason,
+        )
+
+    async def _in_transaction(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        async with transaction(self._sessions) as session:
+            return await work(session)
