@@ -177,6 +177,22 @@ async def test_list_is_own_enrollments_paginated(
     )
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"page": 0}, "page"),
+        ({"page": "x"}, "page"),
+        ({"page_size": 101}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/enrollments/", "/api/progress/"])
+async def test_bad_paging_is_400(
+    client: httpx.AsyncClient, student: User, path: str, params: dict, field: str
+) -> None:
+    assert_error_body(await client.get(path, params=params, headers=student.headers), 400, field)
+
+
 async def test_other_students_enrollment_is_404(
     client: httpx.AsyncClient, student: User, instructor: User
 ) -> None:
