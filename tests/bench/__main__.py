@@ -26,9 +26,6 @@ from tests.bench.scenarios import SCENARIOS, Scenario, complete_lesson_requests
 from tests.bench.seed import Seed
 from tests.bench.wrk import HttpRequest, LoadResult, ensure_wrk, run_wrk, split_round_robin
 
-# complete_lesson: consecutive lessons of one enrollment are at least this many requests apart
-# within a wrk thread (see scenarios.complete_lesson_requests).
-MIN_LESSON_SPACING = 64
 SEED_TIMEOUT_S = 60.0
 
 
@@ -126,18 +123,17 @@ class Bench:
 
     async def run_complete_lesson(self, seed: Seed) -> Row:
         config = self.config
-        threads = config.threads
-        spacing = max(MIN_LESSON_SPACING, 4 * math.ceil(config.connections / threads))
+        # One connection per wrk thread keeps each enrollment's lessons in order by construction.
+        threads = config.connections
         lessons = len(seed.courses[0].lesson_ids)
 
         def enrollments_for(seconds: int) -> int:
-            # Whole groups of `spacing` per thread, enough for the rate cap.
+            # Enough fresh lessons for the rate cap, the same number for every thread.
             needed = math.ceil(config.complete_rate_cap * seconds / lessons)
-            group = spacing * threads
-            return max(group, math.ceil(needed / group) * group)
+            return math.ceil(needed / threads) * threads
 
         measured_count = enrollments_for(config.duration_s)
-        warmup_count = enrollments_for(config.warmup_s) if config.warmup_s else 0
+        warmup_count = enrollments_for(config.warmup_s)
         log(
             f"complete_lesson: enrolling {measured_count + warmup_count + 1} times "
             f"(a fresh open lesson for each request at up to {config.complete_rate_cap}/s)"
@@ -150,8 +146,8 @@ class Bench:
         sample, warmup, measured = pool[0], pool[1 : warmup_count + 1], pool[warmup_count + 1 :]
         rest = self.load(
             "complete_lesson",
-            complete_lesson_requests(measured, threads, spacing),
-            complete_lesson_requests(warmup, threads, spacing) if warmup else [],
+            complete_lesson_requests(measured, threads),
+            complete_lesson_requests(warmup, threads),
         )
         row = Row("complete_lesson", None, rest)
         if rest.repeated:
@@ -239,7 +235,8 @@ class Bench:
         print()
         print(f"machine: {machine()}")
         print(
-            f"load: wrk, {config.connections} connections, {config.threads} threads, "
+            f"load: wrk, {config.connections} connections, {config.threads} threads "
+            f"(complete_lesson: {config.connections}, one connection each), "
             f"{config.duration_s} s per scenario after {config.warmup_s} s warm-up; "
             f"gRPC baseline: grpc.aio, {config.connections} concurrent calls"
         )

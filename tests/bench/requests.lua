@@ -1,6 +1,6 @@
 -- wrk script for every bench scenario: replays requests the bench wrote to files beforehand.
 --
--- Usage: wrk -s requests.lua URL -- <prefix> ; thread N reads "<prefix>.N", one request a line:
+-- Usage: wrk -s requests.lua URL -- <prefix> [debug]; thread N reads "<prefix>.N", one a line:
 --   METHOD <tab> PATH <tab> BEARER-TOKEN-or-empty <tab> JSON-BODY-or-empty
 -- Each thread formats its requests once in init() and hands them out in file order, wrapping
 -- around at the end, so request() costs one table lookup. Per-request variation (a different
@@ -17,6 +17,11 @@ function setup(thread)
 end
 
 local requests = {}
+-- wrk calls request() once on thread 0's state right after init() to check that the request
+-- parses, and never sends that one: hand it the first request without moving on, or thread 0
+-- would silently skip its first request (complete_lesson: a lesson, then 400s for the rest).
+local checking = false
+
 -- Globals, so done() can read them through thread:get().
 listed = 0
 sent = 0
@@ -41,9 +46,22 @@ function init(args)
   end
   file:close()
   assert(listed > 0, "no requests in " .. path)
+  checking = tid == 0
+  if args[2] == "debug" then
+    -- BENCH_DEBUG=1: show what went wrong (costs the load generator a Lua call per response).
+    function response(status, _, body)
+      if status > 299 then
+        io.stderr:write(string.format("HTTP %d %s\n", status, body))
+      end
+    end
+  end
 end
 
 function request()
+  if checking then
+    checking = false
+    return requests[1]
+  end
   sent = sent + 1
   return requests[(sent - 1) % listed + 1]
 end

@@ -203,32 +203,20 @@ def token_verify_grpc(seed: Seed) -> list[GrpcStep]:
 
 
 def complete_lesson_requests(
-    enrollments: list[Enrollment], threads: int, spacing: int
+    enrollments: list[Enrollment], threads: int
 ) -> list[list[HttpRequest]]:
-    """Each thread gets its own enrollments, so a lesson and the one after it always go through
-    the same thread. Within a thread, enrollments are taken `spacing` at a time and their lessons
-    are sent lesson by lesson across the group: consecutive lessons of one enrollment are
-    `spacing` requests apart (far more than the thread's connections, so the earlier lesson has
-    been answered before the next is sent), and courses get completed all through the run."""
-    per_thread: list[list[HttpRequest]] = []
-    for thread in range(threads):
-        mine = enrollments[thread::threads]
-        requests: list[HttpRequest] = []
-        for start in range(0, len(mine), spacing):
-            group = mine[start : start + spacing]
-            lessons = max(len(enrollment.progress_ids) for enrollment in group)
-            for lesson in range(lessons):
-                requests.extend(
-                    HttpRequest(
-                        "POST",
-                        f"/api/progress/{enrollment.progress_ids[lesson]}/complete/",
-                        enrollment.student.access,
-                    )
-                    for enrollment in group
-                    if lesson < len(enrollment.progress_ids)
-                )
-        per_thread.append(requests)
-    return per_thread
+    """Each wrk thread gets its own enrollments and completes their lessons in order, one
+    enrollment after another. complete_lesson runs one connection per thread: a connection sends
+    its next request only when the previous answer is in, so lesson N+1 of an enrollment always
+    follows the committed lesson N (in order by construction, not by timing luck)."""
+    return [
+        [
+            HttpRequest("POST", f"/api/progress/{progress_id}/complete/", enrollment.student.access)
+            for enrollment in enrollments[thread::threads]
+            for progress_id in enrollment.progress_ids
+        ]
+        for thread in range(threads)
+    ]
 
 
 SCENARIOS: tuple[Scenario, ...] = (

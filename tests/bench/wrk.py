@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,11 @@ def run_wrk(
             base_url,
             "--",
             str(prefix),
+            *(["debug"] if os.environ.get("BENCH_DEBUG") else []),
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if os.environ.get("BENCH_DEBUG") and done.stderr:
+            print(done.stderr[-4000:], file=sys.stderr)
     for line in done.stdout.splitlines():
         if line.startswith(MARKER):
             numbers = json.loads(line.removeprefix(MARKER))
