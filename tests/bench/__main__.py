@@ -18,7 +18,7 @@ import httpx
 from libs.sql_counting import HEADER as SQL_HEADER
 from tests.bench import seed as seeding
 from tests.bench import sweep
-from tests.bench.config import BenchConfig, BenchError
+from tests.bench.config import BenchConfig, BenchError, log
 from tests.bench.grpc_load import run_grpc_load
 from tests.bench.platform import Platform, external_platform, own_platform
 from tests.bench.report import Row, SweepRow, main_table, sweep_table
@@ -27,10 +27,6 @@ from tests.bench.seed import Seed
 from tests.bench.wrk import HttpRequest, LoadResult, ensure_wrk, run_wrk, split_round_robin
 
 SEED_TIMEOUT_S = 60.0
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def machine() -> str:
@@ -175,11 +171,18 @@ class Bench:
                 small[scenario.name] = self.rows[scenario.name].rest
             else:
                 small[scenario.name] = (await self.run_scenario(scenario, seed)).rest
+        config = self.config
         log(
-            f"scale sweep: growing to {sweep.LARGE_COURSES} courses and "
-            f"{sweep.LARGE_ENROLLMENTS} enrollments through the API"
+            f"scale sweep: growing to {config.sweep_courses} courses and "
+            f"{config.sweep_enrollments} enrollments through the API"
         )
-        await sweep.grow(self.http, seed, self.config.seed_concurrency)
+        await sweep.grow(
+            self.http,
+            seed,
+            config.sweep_courses,
+            config.sweep_enrollments,
+            config.seed_concurrency,
+        )
         for scenario in swept:
             await self.fresh_tokens(seed)
             assert scenario.http is not None
@@ -249,15 +252,15 @@ class Bench:
         if self.sweep_rows:
             print()
             print(
-                f"scale sweep: base set (30 courses, {seeding.ENROLLED_COURSES * 2} enrollments) vs "
-                f"{sweep.LARGE_COURSES} courses x 10 lessons and {sweep.LARGE_ENROLLMENTS} "
-                "enrollments:"
+                f"scale sweep: base set ({seeding.COURSES} courses, "
+                f"{seeding.ENROLLED_COURSES * 2} enrollments) vs {config.sweep_courses} courses "
+                f"x {seeding.LESSONS_PER_COURSE} lessons and {config.sweep_enrollments} enrollments:"
             )
             print(
                 sweep_table(
                     self.sweep_rows,
-                    "30c/10e",
-                    f"{sweep.LARGE_COURSES}c/{sweep.LARGE_ENROLLMENTS}e",
+                    f"{seeding.COURSES}c/{seeding.ENROLLED_COURSES * 2}e",
+                    f"{config.sweep_courses}c/{config.sweep_enrollments}e",
                 )
             )
             ok = ok and all(row.budget_met for row in self.sweep_rows)

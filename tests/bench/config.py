@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr; stdout carries only the report."""
+    print(message, file=sys.stderr, flush=True)
 
 
 class BenchError(RuntimeError):
@@ -52,6 +58,9 @@ class BenchConfig:
     grpc_baseline: bool
     sql_counts: bool
     sweep: bool
+    # The sweep's large data set.
+    sweep_courses: int
+    sweep_enrollments: int
     # complete_lesson: the highest rate the pre-built pool of open lessons must cover.
     complete_rate_cap: int
     # Concurrency of the seeding clients.
@@ -73,6 +82,8 @@ class BenchConfig:
             sql_counts=_flag("BENCH_SQL", True),
             # Growing someone's running platform by 3,000 courses is opt-in.
             sweep=_flag("BENCH_SWEEP", base_url is None),
+            sweep_courses=_int("BENCH_SWEEP_COURSES", 3000),
+            sweep_enrollments=_int("BENCH_SWEEP_ENROLLMENTS", 10_000),
             complete_rate_cap=_int("BENCH_COMPLETE_RATE_CAP", 1000),
             seed_concurrency=_int("BENCH_SEED_CONCURRENCY", 8),
             keep_database=_flag("BENCH_KEEP_DATABASE", False),

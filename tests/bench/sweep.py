@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from tests.bench.config import log
 from tests.bench.seed import (
     Account,
     Course,
@@ -25,8 +26,6 @@ from tests.bench.seed import (
     run_label,
 )
 
-LARGE_COURSES = 3000
-LARGE_ENROLLMENTS = 10_000
 SWEEP_STUDENTS = 100
 
 
@@ -37,11 +36,13 @@ async def _enroll_only(http: httpx.AsyncClient, student: Account, course: Course
     )
 
 
-async def grow(http: httpx.AsyncClient, seed: Seed, concurrency: int) -> None:
+async def grow(
+    http: httpx.AsyncClient, seed: Seed, courses: int, enrollments: int, concurrency: int
+) -> None:
     started = time.monotonic()
     label = run_label()
     instructor = await register(http, "Instructor", f"bench-sweep-instructor-{label}")
-    missing_courses = LARGE_COURSES - len(seed.courses)
+    missing_courses = max(0, courses - len(seed.courses))
     new_courses = await bounded(
         concurrency,
         [
@@ -49,10 +50,10 @@ async def grow(http: httpx.AsyncClient, seed: Seed, concurrency: int) -> None:
             for n in range(len(seed.courses) + 1, len(seed.courses) + missing_courses + 1)
         ],
     )
-    courses = [*seed.courses, *new_courses]
-    print(f"  {len(courses)} courses after {time.monotonic() - started:.0f} s", flush=True)
+    catalogue = [*seed.courses, *new_courses]
+    log(f"  {len(catalogue)} courses after {time.monotonic() - started:.0f} s")
 
-    missing = max(0, LARGE_ENROLLMENTS - seed.enrollment_count)
+    missing = max(0, enrollments - seed.enrollment_count)
     students = await bounded(
         concurrency,
         [
@@ -62,13 +63,10 @@ async def grow(http: httpx.AsyncClient, seed: Seed, concurrency: int) -> None:
     )
     # Student n takes courses n, n+1, ... (mod the catalogue): spread over courses and students.
     pairs = [
-        (students[n % SWEEP_STUDENTS], courses[(n // SWEEP_STUDENTS + n) % len(courses)])
+        (students[n % SWEEP_STUDENTS], catalogue[(n // SWEEP_STUDENTS + n) % len(catalogue)])
         for n in range(missing)
     ]
     await bounded(concurrency, [lambda p=p: _enroll_only(http, *p) for p in pairs])
     seed.enrollment_count += missing
     seed.extra_students.extend(students)
-    print(
-        f"  {seed.enrollment_count} enrollments after {time.monotonic() - started:.0f} s",
-        flush=True,
-    )
+    log(f"  {seed.enrollment_count} enrollments after {time.monotonic() - started:.0f} s")
