@@ -140,10 +140,12 @@ class NotifierApp:
         self._redis: Redis | None = None
         self._engine: AsyncEngine | None = None
 
+        # FastStream's own lines go through the stdlib root logger, which libs.logging renders.
+        faststream_logger = logging.getLogger("notifier.faststream")
         self.broker = RedisBroker(
             settings.redis_url,
             graceful_timeout=settings.notifier_shutdown_grace_s,
-            logger=logging.getLogger("notifier.faststream"),
+            logger=faststream_logger,
             log_level=logging.DEBUG,  # one line per message; the processor logs outcomes
         )
         self._register_subscribers()
@@ -172,6 +174,7 @@ class NotifierApp:
             asgi_routes=[("/health", self._health_route()), ("/livez", _alive)],
             asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
             specification=self.specification,
+            logger=faststream_logger,
             on_startup=[self._open],
             on_shutdown=[self._stop_retrying],
             after_shutdown=[self._close],

@@ -15,12 +15,18 @@ FALLBACK_DOMAIN = "courseplatform.local"
 
 
 def subject_for(completion: CourseCompletion) -> str:
-    return f"{SUBJECT_PREFIX}{completion.course_title}"
+    return _one_line(f"{SUBJECT_PREFIX}{completion.course_title}")
+
+
+def _one_line(text: str) -> str:
+    # Header values never carry line breaks from user text (no header injection).
+    return " ".join(text.split())
 
 
 def message_id_for(event_id: str, sender: str) -> str:
     """Same event, same Message-ID: a resend after a crash is recognisable as the same mail."""
-    domain = parseaddr(sender)[1].rpartition("@")[2] or FALLBACK_DOMAIN
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    domain = domain if at and domain else FALLBACK_DOMAIN
     # Short enough (a UUID and a domain) to stay on one header line.
     return f"<{event_id}@{domain}>"
 
@@ -29,7 +35,7 @@ def compose(completion: CourseCompletion, sender: str, now: datetime | None = No
     message = EmailMessage()
     message["From"] = sender
     message["To"] = Address(
-        display_name=completion.student_full_name, addr_spec=completion.student_email
+        display_name=_one_line(completion.student_full_name), addr_spec=completion.student_email
     )
     message["Subject"] = subject_for(completion)
     message["Date"] = format_datetime(now or datetime.now(UTC))
