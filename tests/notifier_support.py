@@ -152,6 +152,25 @@ async def pending_ids(redis: Redis, stream: str, group: str) -> set[str]:
     return {entry["message_id"].decode() for entry in entries}
 
 
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), int(sequence or 0)
+
+
+async def handled(redis: Redis, stream: str, group: str, entry_id: str) -> bool:
+    """The group has delivered the entry and it is no longer pending: acked (or dead-lettered).
+
+    "Not pending" alone also holds for an entry nobody has read yet.
+    """
+    groups = {info["name"].decode(): info for info in await redis.xinfo_groups(stream)}
+    if group not in groups:
+        return False
+    last_delivered = groups[group]["last-delivered-id"].decode()
+    if _stream_id(last_delivered) < _stream_id(entry_id):
+        return False
+    return entry_id not in await pending_ids(redis, stream, group)
+
+
 async def times_delivered(redis: Redis, stream: str, group: str, entry_id: str) -> int:
     entries = await redis.xpending_range(stream, group, min=entry_id, max=entry_id, count=1)
     return int(entries[0]["times_delivered"]) if entries else 0
