@@ -110,13 +110,26 @@ async def outbox_rows(database_url: str, enrollment_id: int) -> list[dict[str, A
     )
 
 
-async def stream_events(redis: Redis, enrollment_id: int) -> list[events_pb2.CourseCompleted]:
-    """Every CourseCompleted entry on the stream for this enrollment."""
+async def published_events(
+    redis: Redis, database_url: str, enrollment_id: int
+) -> list[events_pb2.CourseCompleted]:
+    """The stream entries of this enrollment's outbox rows, once the relay published them all.
+
+    Matched on event id, not enrollment id: the stream outlives test runs (and may be shared by
+    runs going on at once), while each run's database numbers its enrollments from 1 again.
+    """
+
+    async def sent() -> list[dict[str, Any]] | None:
+        rows = await outbox_rows(database_url, enrollment_id)
+        return rows if rows and all(row["published_at"] for row in rows) else None
+
+    ids = {str(row["event_id"]) for row in await eventually(sent, "the relay to publish")}
     found = []
     for _, fields in await redis.xrange(streams.COURSE_COMPLETED_STREAM, "-", "+"):
-        event = events_pb2.CourseCompleted.FromString(fields[streams.FIELD_EVENT.encode()])
-        if event.enrollment_id == enrollment_id:
-            found.append(event)
+        if fields[streams.FIELD_EVENT_ID.encode()].decode() in ids:
+            found.append(
+                events_pb2.CourseCompleted.FromString(fields[streams.FIELD_EVENT.encode()])
+            )
     return found
 
 

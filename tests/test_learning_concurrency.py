@@ -12,12 +12,11 @@ from tests.learning_support import (
     complete,
     enroll,
     enrollment_detail,
-    eventually,
     outbox_rows,
     progress_rows,
     published_course,
+    published_events,
     query,
-    stream_events,
 )
 
 
@@ -79,12 +78,7 @@ async def test_concurrent_final_completions_complete_once(
     assert (await enrollment_detail(client, student, enrollment["id"]))["is_completed"] is True
     [outbox] = await outbox_rows(database_url, enrollment["id"])
 
-    async def published() -> bool:
-        rows = await outbox_rows(database_url, enrollment["id"])
-        return rows[0]["published_at"] is not None
-
-    await eventually(published, "the relay to publish the completion")
-    events = await stream_events(redis, enrollment["id"])
+    events = await published_events(redis, database_url, enrollment["id"])
     assert [event.event_id for event in events] == [str(outbox["event_id"])]
 
 

@@ -11,11 +11,10 @@ from tests.learning_support import (
     complete,
     enroll,
     enrollment_detail,
-    eventually,
     outbox_rows,
     progress_rows,
     published_course,
-    stream_events,
+    published_events,
 )
 
 PROGRESS_FIELDS = {
@@ -152,7 +151,7 @@ async def test_finishing_the_course(
     assert listed[0]["completed_at"] == detail["completed_at"]
 
     [outbox] = await outbox_rows(database_url, enrollment["id"])
-    [event] = await eventually(lambda: stream_events(redis, enrollment["id"]), "the stream entry")
+    [event] = await published_events(redis, database_url, enrollment["id"])
     assert event.event_id == str(outbox["event_id"])
     assert event.student_id == student.id
     assert event.student_email == student.email
