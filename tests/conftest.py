@@ -2,7 +2,8 @@
 
 PostgreSQL: DATABASE_URL if set, else 127.0.0.1:5432 if it answers, else an embedded one. Each run
 creates its own database and drops it at the end, so runs never collide.
-Redis: REDIS_URL if set, else 127.0.0.1:6379 if it answers, else an embedded one.
+Redis: REDIS_URL if set, else 127.0.0.1:6379 if it answers (on a leased logical database), else
+an embedded one.
 Services run in this process on free loopback ports, the gateway under uvicorn on a real socket.
 """
 
@@ -13,12 +14,14 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from libs import migrations
@@ -65,17 +68,41 @@ def database_url(admin_database_url: str) -> Iterator[str]:
     drop_database(admin_database_url, name)
 
 
+@contextmanager
+def leased_redis_db(base_url: str) -> Iterator[str]:
+    """A logical database no other test run on this Redis server is using, emptied for us.
+
+    Streams and their names are shared constants, so two runs on one database would read each
+    other's events; a lease key (in db 0, with an expiry in case a run dies) keeps them apart.
+    """
+    admin = SyncRedis.from_url(f"{base_url}/0")
+    run_id = uuid.uuid4().hex
+    candidates = list(range(1, 16))
+    random.shuffle(candidates)
+    for db in candidates:
+        if admin.set(f"courseplatform:test-lease:{db}", run_id, nx=True, ex=4 * 3600):
+            break
+    else:
+        raise RuntimeError("all 15 Redis test databases are leased by other runs")
+    url = f"{base_url}/{db}"
+    SyncRedis.from_url(url).flushdb()
+    try:
+        yield url
+    finally:
+        admin.delete(f"courseplatform:test-lease:{db}")
+        admin.close()
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    # A random logical database keeps concurrent runs on one server apart.
-    db = random.randint(1, 15)
     if url := os.environ.get("REDIS_URL"):
         yield url
     elif tcp_port_open("127.0.0.1", 6379):
-        yield f"redis://127.0.0.1:6379/{db}"
+        with leased_redis_db("redis://127.0.0.1:6379") as url:
+            yield url
     else:
         server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
-        yield server.url(db)
+        yield server.url(1)
         server.stop()
 
 
