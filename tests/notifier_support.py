@@ -211,9 +211,13 @@ async def running_notifier(
     settings: Settings,
     stream: TestStream | None = None,
     consumer: str | None = None,
+    supervise_interval_s: float = 0.2,
 ) -> AsyncIterator[NotifierApp]:
     """A notifier started in this process (no HTTP), stopped gracefully at the end."""
-    kwargs: dict[str, Any] = {"consumer": consumer or f"test-{uuid.uuid4().hex[:8]}"}
+    kwargs: dict[str, Any] = {
+        "consumer": consumer or f"test-{uuid.uuid4().hex[:8]}",
+        "supervise_interval_s": supervise_interval_s,
+    }
     if stream is not None:
         kwargs.update(stream=stream.name, dead_letter_stream=stream.dead_letters)
     notifier = NotifierApp(settings, **kwargs)

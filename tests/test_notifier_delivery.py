@@ -309,6 +309,23 @@ async def test_shutdown_lets_the_mail_in_flight_finish(
         catcher.stop()
 
 
+async def test_consumer_survives_its_stream_and_group_being_deleted(
+    settings: Settings, redis: Redis, catcher: MailCatcher, stream: TestStream
+) -> None:
+    """FastStream stops a subscriber whose group vanished (NOGROUP); the notifier restarts it."""
+    before, after = completion_event(), completion_event()
+    async with running_notifier(fast_settings(settings, catcher), stream) as notifier:
+        await publish(redis, stream.name, before)
+        await eventually(lambda: catcher.to(before.student_email), what="the first mail")
+
+        await redis.delete(stream.name)  # e.g. Redis restarted without its data
+        entry_id = await publish(redis, stream.name, after)
+        await eventually(lambda: catcher.to(after.student_email), what="the mail after")
+        await eventually(lambda: _acked(redis, stream.name, entry_id), what="the ack")
+        assert notifier.subscribers_running
+    assert len(catcher.to(after.student_email)) == 1
+
+
 async def test_production_stream_end_to_end(
     settings: Settings, redis: Redis, catcher: MailCatcher
 ) -> None:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from libs.embedded import free_port
 from libs.settings import Settings
-from libs.streams import COURSE_COMPLETED_STREAM, NOTIFIER_GROUP
+from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM, NOTIFIER_GROUP
 from services.notifier.app import NotifierApp
 from tests.notifier_support import (
     TestStream,
@@ -29,6 +29,7 @@ from tests.notifier_support import (
     fast_settings,
     pending_ids,
     publish,
+    stream_entry,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -168,3 +169,39 @@ def test_make_docs_prints_the_asyncapi_document() -> None:
     spec = json.loads(result.stdout)
     assert spec["info"]["title"] == "courseplatform notifier"
     assert COURSE_COMPLETED_STREAM in spec["channels"]
+
+
+async def test_replay_command_moves_chosen_dead_letters_back_to_the_stream(
+    settings: Settings, redis: Redis
+) -> None:
+    event = completion_event()
+    letter = {
+        **stream_entry(event),
+        "dlq_reason": "gave up after 5 attempts: SMTP down",
+        "dlq_source_stream": COURSE_COMPLETED_STREAM,
+    }
+    letter_id = (await redis.xadd(COURSE_COMPLETED_DLQ, letter)).decode()  # type: ignore[arg-type]
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.notifier",
+        "replay-dead-letters",
+        letter_id,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, output.decode()
+    assert b"replayed 1 dead letter(s)" in output
+
+    assert await redis.xrange(COURSE_COMPLETED_DLQ, letter_id, letter_id) == []
+    [(_, replayed)] = [
+        (entry_id, fields)
+        for entry_id, fields in await redis.xrange(COURSE_COMPLETED_STREAM)
+        if fields.get(b"event_id") == event.event_id.encode()
+    ]
+    assert replayed[b"event"] == event.SerializeToString()
+    assert not [key for key in replayed if key.startswith(b"dlq_")]

@@ -10,46 +10,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
 import uvicorn
 from redis.asyncio import Redis
 
-from libs.logging import configure_logging, get_logger
+from libs.logging import configure_logging
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM
 from services.notifier.app import NotifierApp
 from services.notifier.deadletter import replay
 
-log = get_logger("notifier")
-WATCH_INTERVAL_S = 5.0
 
-
-async def serve(settings: Settings) -> int:
-    notifier = NotifierApp(settings)
-    config = uvicorn.Config(
-        notifier.app,
+def serve(settings: Settings) -> None:
+    # uvicorn runs the ASGI app (health, AsyncAPI) and its lifespan starts and stops the broker;
+    # on SIGTERM/SIGINT it drains HTTP, then FastStream lets the handler in flight finish.
+    uvicorn.run(
+        NotifierApp(settings).app,
         host=settings.notifier_health_host,
         port=settings.notifier_health_port,
         log_config=None,
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
-    exit_code = 0
-    # FastStream stops a subscriber for good on a terminal error (e.g. the group was deleted);
-    # exiting lets the supervisor restart the process, which recreates the group.
-    while not serving.done():
-        await asyncio.wait({serving}, timeout=WATCH_INTERVAL_S)
-        if server.started and not server.should_exit and not notifier.subscribers_running:
-            log.error("a stream subscriber stopped; exiting so the process is restarted")
-            server.should_exit = True
-            exit_code = 1
-    await serving
-    if not server.started:
-        return 1  # start-up failed (database or Redis unreachable); uvicorn logged why
-    return exit_code
 
 
 async def replay_dead_letters(settings: Settings, ids: list[str]) -> None:
@@ -77,7 +60,7 @@ def main() -> None:
     if args.command == "replay-dead-letters":
         asyncio.run(replay_dead_letters(settings, args.ids))
         return
-    sys.exit(asyncio.run(serve(settings)))
+    serve(settings)
 
 
 if __name__ == "__main__":

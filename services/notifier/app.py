@@ -10,6 +10,7 @@ Acks are manual: an entry is acked only once its mail was accepted (or it was de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -54,6 +55,8 @@ READ_BLOCK_MS = 1000
 # pending list, where after the idle time other consumers would reclaim it under our feet.
 READ_COUNT = 1
 HEALTH_TIMEOUT_S = 2.0
+# How often the supervisor checks that both subscribers still run.
+SUPERVISE_INTERVAL_S = 5.0
 
 
 class CourseCompletedEntry(BaseModel):
@@ -125,8 +128,11 @@ class NotifierApp:
         dead_letter_stream: str = COURSE_COMPLETED_DLQ,
         group: str = NOTIFIER_GROUP,
         consumer: str | None = None,
+        supervise_interval_s: float = SUPERVISE_INTERVAL_S,
     ) -> None:
         self.settings = settings
+        self.supervise_interval_s = supervise_interval_s
+        self._supervisor: asyncio.Task[None] | None = None
         self.consumer = consumer or settings.notifier_consumer or default_consumer_name()
         self.binding = StreamBinding(
             stream=stream,
@@ -176,7 +182,8 @@ class NotifierApp:
             specification=self.specification,
             logger=faststream_logger,
             on_startup=[self._open],
-            on_shutdown=[self._stop_retrying],
+            after_startup=[self._start_supervisor],
+            on_shutdown=[self._stop_supervisor_and_retries],
             after_shutdown=[self._close],
         )
 
@@ -269,7 +276,36 @@ class NotifierApp:
             reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
         )
 
-    async def _stop_retrying(self) -> None:
+    async def _start_supervisor(self) -> None:
+        self._supervisor = asyncio.create_task(self._supervise(), name="notifier-supervisor")
+
+    async def _supervise(self) -> None:
+        """Keep consuming, whatever happens to the stream.
+
+        Connection errors FastStream rides out by itself; but when the consumer group vanishes
+        (the stream was deleted, Redis restarted empty) it stops the subscriber for good. The
+        group is then recreated and the subscriber started again.
+        """
+        binding = self.binding
+        while True:
+            await asyncio.sleep(self.supervise_interval_s)
+            for subscriber in (self.reader, self.reclaimer):
+                if subscriber.running:
+                    continue
+                log.warning("a stream subscriber stopped; restarting it", stream=binding.stream)
+                try:
+                    assert self._redis is not None
+                    await ensure_group(self._redis, binding.stream, binding.group)
+                    await subscriber.start()
+                except Exception as exc:
+                    log.error("restarting the subscriber failed; will retry", error=repr(exc))
+
+    async def _stop_supervisor_and_retries(self) -> None:
+        # Before the broker stops its subscribers, so the supervisor does not restart them.
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         if self.notifier is not None:
             self.notifier.stop_retrying()
 
