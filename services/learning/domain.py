@@ -20,7 +20,6 @@ ENROLLMENT_NOT_FOUND = "Enrollment not found."
 PROGRESS_NOT_FOUND = "Progress not found."
 ONE_WAY = "A completed lesson cannot be marked as not completed."
 COURSE_GONE = "This lesson's course is no longer available."
-ALREADY_COMPLETED = "Lesson is already completed"
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
