@@ -92,6 +92,8 @@ def run(stack: Stack) -> int:
         f"  identity gRPC  localhost:{settings.identity_port}\n"
         f"  catalog gRPC   localhost:{settings.catalog_port}\n"
         f"  learning gRPC  localhost:{settings.learning_port}\n"
+        f"  notifier       http://localhost:{settings.notifier_health_port}/health\n"
+        f"  mails          {_mail_destination(stack.env)}\n"
         f"  database       {to_libpq_url(stack.env['DATABASE_URL'])}\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
@@ -110,6 +112,12 @@ def run(stack: Stack) -> int:
 
 
 Children = list[tuple[str, subprocess.Popen[bytes]]]
+
+
+def _mail_destination(env: dict[str, str]) -> str:
+    if env.get("SMTP_HOST"):
+        return f"smtp://{env['SMTP_HOST']}:{env.get('SMTP_PORT', '25')}"
+    return f"{env['MAIL_DIR']}/*.eml"
 
 
 def start_processes(env: dict[str, str]) -> Children:

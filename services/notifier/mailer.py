@@ -138,6 +138,7 @@ class FileMailer:
                 handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)  # mkstemp makes it private; mails are for reading
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
