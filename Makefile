@@ -26,7 +26,7 @@ $(GEN)/.stamp: $(VENV)/.installed $(PROTOS)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint; else echo "npx not found: skipping buf lint"; fi
+	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint && echo "buf lint: clean"; else echo "npx not found: skipping buf lint"; fi
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
