@@ -6,12 +6,15 @@ filters what it checks by its own event ids and recipients.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from libs.embedded import EmbeddedRedis, free_port
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_STREAM, FIELD_EVENT, FIELD_EVENT_ID, NOTIFIER_GROUP
 from services.notifier import store
@@ -324,6 +327,37 @@ async def test_consumer_survives_its_stream_and_group_being_deleted(
         await eventually(lambda: _acked(redis, stream.name, entry_id), what="the ack")
         assert notifier.subscribers_running
     assert len(catcher.to(after.student_email)) == 1
+
+
+async def test_consumer_rides_out_a_redis_outage(
+    settings: Settings, catcher: MailCatcher, stream: TestStream, tmp_path: Path
+) -> None:
+    """Redis goes away under a running notifier and comes back: consuming resumes by itself."""
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "redis", port=port)
+    config = fast_settings(settings, catcher, redis_url=server.url())
+    before, after = completion_event(), completion_event()
+    try:
+        async with running_notifier(config, stream) as notifier:
+            client = Redis.from_url(server.url())
+            await publish(client, stream.name, before)
+            await eventually(lambda: catcher.to(before.student_email), what="the first mail")
+            await client.aclose()
+
+            server.stop()
+            await asyncio.sleep(1)  # let the subscribers hit the outage
+            server = EmbeddedRedis(tmp_path / "redis", port=port)
+
+            client = Redis.from_url(server.url())
+            entry_id = await publish(client, stream.name, after)
+            await eventually(lambda: catcher.to(after.student_email), what="the mail after")
+            await eventually(lambda: _acked(client, stream.name, entry_id), what="the ack")
+            assert notifier.subscribers_running
+            await client.aclose()
+    finally:
+        server.stop()
+    assert len(catcher.to(after.student_email)) == 1
+    assert len(catcher.to(before.student_email)) == 1
 
 
 async def test_production_stream_end_to_end(

@@ -55,6 +55,8 @@ READ_BLOCK_MS = 1000
 # pending list, where after the idle time other consumers would reclaim it under our feet.
 READ_COUNT = 1
 HEALTH_TIMEOUT_S = 2.0
+# A hung Redis must fail a call, not hang the handler (reads block READ_BLOCK_MS, well below).
+REDIS_TIMEOUT_S = 5.0
 # How often the supervisor checks that both subscribers still run.
 SUPERVISE_INTERVAL_S = 5.0
 
@@ -151,6 +153,8 @@ class NotifierApp:
         self.broker = RedisBroker(
             settings.redis_url,
             graceful_timeout=settings.notifier_shutdown_grace_s,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S + READ_BLOCK_MS / 1000,
             logger=faststream_logger,
             log_level=logging.DEBUG,  # one line per message; the processor logs outcomes
         )
@@ -227,7 +231,10 @@ class NotifierApp:
         @self.reader
         @self.reclaimer
         async def on_course_completed(
-            entry: CourseCompletedEntry, message: RedisStreamMessage
+            # `entry` gives AsyncAPI the payload schema; the processor works on the raw fields,
+            # byte for byte (a dead letter must keep them exactly).
+            entry: CourseCompletedEntry,
+            message: RedisStreamMessage,
         ) -> None:
             assert self.notifier is not None, "subscribers start after _open"
             delivery = Delivery(entry_id=message.message_id, fields=message.raw_message["data"])
@@ -246,7 +253,11 @@ class NotifierApp:
     async def _open(self) -> None:
         settings = self.settings
         self._engine = create_engine(settings, "notifier")
-        self._redis = Redis.from_url(settings.redis_url)
+        self._redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_timeout=REDIS_TIMEOUT_S,
+        )
         binding = self.binding
         if await ensure_group(self._redis, binding.stream, binding.group):
             log.info("created consumer group", stream=binding.stream, group=binding.group)
