@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.app import create_app
 from libs.logging import configure_logging
 from libs.settings import Settings
 
 
+def worker_app() -> FastAPI:
+    """The app of one worker process when GATEWAY_WORKERS > 1 (uvicorn imports this factory)."""
+    settings = Settings()
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    return create_app(settings)
+
+
 def main() -> None:
     settings = Settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    # One process runs Python on one core at a time: more workers let the gateway use more.
+    workers = settings.gateway_workers
     uvicorn.run(
-        create_app(settings),
+        "gateway.__main__:worker_app" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # Gateway processes (uvicorn workers sharing the port). One Python process uses one core at
+    # a time; 2 doubles token_verify on a 2-core machine (docs/benchmarks.md).
+    gateway_workers: int = 2
     max_body_bytes: int = 1_048_576
 
     # Token signing: identity keeps private keys in this directory and writes the public JWKS

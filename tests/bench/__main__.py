@@ -279,7 +279,7 @@ def platform_under_test(config: BenchConfig) -> Iterator[Platform]:
         yield external_platform(config.base_url)
     else:
         log("starting the platform (make run's processes) on a fresh database")
-        with own_platform(keep_database=config.keep_database) as target:
+        with own_platform(config.keep_database, config.sql_counts) as target:
             yield target
 
 

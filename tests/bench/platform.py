@@ -31,10 +31,10 @@ from tests.bench.config import BenchError
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 READY_TIMEOUT_S = 60.0
-# Settings that differ from `make run`: nothing that changes how a request is served.
+# Settings that differ from `make run`: nothing that changes how a request is served. (Plus
+# SQL_STATEMENT_COUNTING unless BENCH_SQL=0: a listener call per statement, within noise.)
 BENCH_ENV = {
     "LOG_LEVEL": "WARNING",  # an INFO access line per request would be the main cost measured
-    "SQL_STATEMENT_COUNTING": "true",  # one listener call per statement; see docs/benchmarks.md
     "JWT_ACCESS_TTL_S": "3600",  # a full run with the sweep outlives the default 15 minutes
 }
 
@@ -96,7 +96,7 @@ def _wait_ready(base_url: str, children: devstack.Children) -> None:
 
 
 @contextmanager
-def own_platform(keep_database: bool = False) -> Iterator[Platform]:
+def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterator[Platform]:
     stack = devstack.Stack()
     if "DATABASE_URL" not in stack.env and postgres_answers(LOCAL_POSTGRES):
         stack.env["DATABASE_URL"] = LOCAL_POSTGRES
@@ -118,6 +118,7 @@ def own_platform(keep_database: bool = False) -> Iterator[Platform]:
         ports = _port_env()
         stack.env.update(ports)
         stack.env.update(BENCH_ENV)
+        stack.env["SQL_STATEMENT_COUNTING"] = "true" if count_sql else "false"
         stack.env["MAIL_DIR"] = str(scratch / "mail")
         children = devstack.start_processes(stack.env)
         base_url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
