@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from libs.sql_counting import HEADER as SQL_HEADER
 from tests.bench import seed as seeding
@@ -89,6 +90,14 @@ class Bench:
             counts.append(int(response.headers[SQL_HEADER]))
         return round(sum(counts) / len(counts), 1) if counts else None
 
+    def analyze(self) -> None:
+        """Fresh planner statistics after bulk seeding, as autovacuum would give them a minute
+        later (and never, on a server running with autovacuum=off). Only on our own database."""
+        if self.target.database_url is None:
+            return
+        with psycopg.connect(self.target.database_url, autocommit=True) as connection:
+            connection.execute("ANALYZE")
+
     # --- scenarios --------------------------------------------------------------------------
 
     async def fresh_tokens(self, seed: Seed) -> None:
@@ -138,6 +147,7 @@ class Bench:
         pool = await seeding.enrollment_pool(
             self.http, seed, measured_count + warmup_count + 1, config.seed_concurrency
         )
+        self.analyze()
         log(f"complete_lesson: pool ready in {time.monotonic() - started:.0f} s")
         sample, warmup, measured = pool[0], pool[1 : warmup_count + 1], pool[warmup_count + 1 :]
         rest = self.load(
@@ -183,6 +193,7 @@ class Bench:
             config.sweep_enrollments,
             config.seed_concurrency,
         )
+        self.analyze()
         for scenario in swept:
             await self.fresh_tokens(seed)
             assert scenario.http is not None
@@ -207,6 +218,7 @@ class Bench:
             courses=bool(needs),
             enrollments="enrollments" in needs,
         )
+        self.analyze()
         log(f"seeded in {time.monotonic() - started:.0f} s")
         # Reads first, while the data is the base set (they are also the sweep's small rows);
         # complete_lesson last but one: its pool adds enrollments.

@@ -8,6 +8,8 @@ Every port is a free one, so a `make run` already up on the default ports is lef
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 import time
 import uuid
@@ -27,7 +29,7 @@ from libs.embedded import (
     postgres_answers,
 )
 from libs.settings import Settings, to_libpq_url
-from tests.bench.config import BenchError
+from tests.bench.config import BenchError, log
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 READY_TIMEOUT_S = 60.0
@@ -113,8 +115,9 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
         admin_url = to_libpq_url(stack.env["DATABASE_URL"])
         database_url = ensure_database(admin_url, name)
         stack.env["DATABASE_URL"] = database_url
-        print(f"bench database {name} on {admin_url.rsplit('@', 1)[-1]}", flush=True)
-        stack.migrate()
+        log(f"bench database {name} on {admin_url.rsplit('@', 1)[-1]}")
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the report's
+            stack.migrate()
         ports = _port_env()
         stack.env.update(ports)
         stack.env.update(BENCH_ENV)
@@ -133,7 +136,7 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
         devstack.stop_processes(children)
         if admin_url is not None:
             if keep_database:
-                print(f"kept the bench database {name}", flush=True)
+                log(f"kept the bench database {name}")
             else:
                 drop_database(admin_url, name)
         stack.stop_servers()
