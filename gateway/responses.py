@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +23,13 @@ def iso(value: Timestamp | datetime | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, Timestamp):
-        if value.seconds == 0 and value.nanos == 0:
+        seconds, nanos = value.seconds, value.nanos
+        if seconds == 0 and nanos == 0:
             return None
-        value = value.ToDatetime(tzinfo=UTC)
+        # Straight from the fields (no datetime): this runs twice per lesson on list pages.
+        t = time.gmtime(seconds)
+        return (
+            f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{nanos // 1000:06d}Z"
+        )
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
