@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.catalog import store
 from services.catalog.domain import ListScope, NewLesson, course_code
+from tests.sql_support import counting_statements
 
 COURSES = 20
 LESSONS_PER_COURSE = 30
-
-
-class StatementCounter:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
-
-    def _count(self, *_: Any) -> None:
-        self.count += 1
 
 
 @pytest.fixture
@@ -77,12 +67,10 @@ async def statements_for_page(
     instructor_id: int,
     page_size: int,
 ) -> tuple[int, list[store.CourseWithLessons], int]:
-    counter = StatementCounter(engine)
-    try:
-        async with sessions() as session:
-            # The connection is checked out before counting starts (no setup queries counted).
-            await session.connection()
-            counter.count = 0
+    async with sessions() as session:
+        # The connection is checked out before counting starts (no setup queries counted).
+        await session.connection()
+        with counting_statements(engine) as counter:
             page, total = await store.list_courses(
                 session,
                 ListScope(instructor_id=instructor_id, published_only=False),
@@ -90,9 +78,7 @@ async def statements_for_page(
                 offset=0,
                 limit=page_size,
             )
-            return counter.count, page, total
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", counter._count)
+        return counter.count, page, total
 
 
 async def test_course_page_costs_constant_statements(

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -18,15 +17,7 @@ from libs.settings import Settings
 from services.learning import store
 from services.learning.domain import CatalogCourse, CatalogLesson, summarize
 from services.learning.sync import apply_catalog
-
-
-class StatementCounter:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.count = 0
-        event.listen(engine.sync_engine, "before_cursor_execute", self._count)
-
-    def _count(self, *_: Any) -> None:
-        self.count += 1
+from tests.sql_support import counting_statements
 
 
 @pytest.fixture
@@ -108,10 +99,9 @@ async def test_figures_cost_the_same_statements_whatever_the_size(
             )
             for key, value in courses.items()
         }
-        counter = StatementCounter(engine)
-        result = await figures(sessions, rows, changed)
+        with counting_statements(engine) as counter:
+            result = await figures(sessions, rows, changed)
         counts.append(counter.count)
-        event.remove(engine.sync_engine, "before_cursor_execute", counter._count)
         assert all(summary.total_lessons == lessons for summary in result.values())
     assert counts[0] == counts[1] == counts[2], counts
 
