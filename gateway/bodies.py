@@ -8,7 +8,7 @@ the same model in the OpenAPI schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -97,12 +97,24 @@ def openapi_body(model: type[BaseModel], required: bool = True) -> dict[str, Any
     return {"requestBody": {"required": required, "content": content}}
 
 
-def check_read_only(body: BaseModel, current: Mapping[str, Any], fields: Iterable[str]) -> None:
-    """Clients PUT what they GET: a read-only field is fine when unchanged, a 400 when changed."""
+async def check_read_only(
+    body: BaseModel,
+    fields: Iterable[str],
+    current: Callable[[], Awaitable[Mapping[str, Any]]],
+) -> None:
+    """Clients PUT what they GET: a read-only field is fine when unchanged, a 400 when changed.
+
+    `current` loads the resource's representation; it is called only when the body carries a
+    read-only field, so a plain update costs no extra backend read.
+    """
     sent = body.model_dump(exclude_unset=True)
+    fields = [name for name in fields if name in sent]
+    if not fields:
+        return
+    representation = await current()
     errors: dict[str, list[str]] = {}
     for name in fields:
-        if name in sent and not _same(sent[name], current.get(name)):
+        if not _same(sent[name], representation.get(name)):
             errors[name] = [READ_ONLY]
     if errors:
         raise ApiError(400, "Validation error", errors)

@@ -194,8 +194,12 @@ async def get_course(request: Request, _: CurrentUser, course_id: PathId) -> dic
 
 async def _update_course(request: Request, course_id: int, body: CourseReadOnlyFields) -> Any:
     catalog = backends(request).catalog
-    current = await catalog.GetCourse(catalog_pb2.GetCourseRequest(course_id=course_id))
-    check_read_only(body, course_json(current.course), READ_ONLY)
+
+    async def current() -> dict[str, Any]:
+        reply = await catalog.GetCourse(catalog_pb2.GetCourseRequest(course_id=course_id))
+        return course_json(reply.course)
+
+    await check_read_only(body, READ_ONLY, current)
     sent = body.model_dump(exclude_unset=True)
     reply = await catalog.UpdateCourse(
         catalog_pb2.UpdateCourseRequest(

@@ -177,8 +177,10 @@ async def get_lesson(request: Request, claims: CurrentUser, lesson_id: PathId) -
 
 
 async def _update_lesson(request: Request, lesson_id: int, body: LessonReadOnlyFields) -> Any:
-    current = await _get_lesson(request, lesson_id)
-    check_read_only(body, lesson_json(current), READ_ONLY)
+    async def current() -> dict[str, Any]:
+        return lesson_json(await _get_lesson(request, lesson_id))
+
+    await check_read_only(body, READ_ONLY, current)
     sent = body.model_dump(exclude_unset=True)
     reply = await backends(request).catalog.UpdateLesson(
         catalog_pb2.UpdateLessonRequest(

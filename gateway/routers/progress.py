@@ -136,9 +136,11 @@ async def get_progress(request: Request, _: Student, progress_id: PathId) -> dic
 async def _update_progress(
     request: Request, progress_id: int, body: ProgressReadOnlyFields
 ) -> dict[str, Any]:
+    async def current() -> dict[str, Any]:
+        return progress_json(await _get_progress(request, progress_id))
+
+    await check_read_only(body, READ_ONLY, current)
     sent = body.model_dump(exclude_unset=True)
-    if any(name in sent for name in READ_ONLY):
-        check_read_only(body, progress_json(await _get_progress(request, progress_id)), READ_ONLY)
     reply = await backends(request).learning.UpdateProgress(
         learning_pb2.UpdateProgressRequest(
             progress_id=progress_id,
