@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -140,13 +141,52 @@ class JwksFile:
 
 
 class TokenVerifier:
-    def __init__(self, keys: JwksFile, *, issuer: str, audience: str, leeway_s: int) -> None:
+    """Verifies tokens; remembers the ones that passed for a short while.
+
+    Every hop of a request (gateway, each service) verifies the same token, and a client sends
+    the same token for many requests, so the signature check is mostly repeated work. A token that
+    verified once verifies the same way until it expires; the only thing that can change the
+    answer earlier is a key being retired, so entries live at most `cache_ttl_s` (and never past
+    the token's own expiry). Failures are never cached. `cache_ttl_s=0` turns the cache off.
+    """
+
+    def __init__(
+        self,
+        keys: JwksFile,
+        *,
+        issuer: str,
+        audience: str,
+        leeway_s: int,
+        cache_ttl_s: float = 60.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._cache_ttl = cache_ttl_s
+        self._cache_size = cache_size
+        self._clock = clock
+        # (token, kind) -> (claims, wall-clock time until which they may be reused)
+        self._cache: dict[tuple[str, str], tuple[Claims, float]] = {}
 
     def verify(self, token: str, expected: TokenKind = "access") -> Claims:
+        if self._cache_ttl <= 0:
+            return self._verify(token, expected)
+        now = self._clock()
+        hit = self._cache.get((token, expected))
+        if hit is not None and now < hit[1]:
+            return hit[0]
+        claims = self._verify(token, expected)
+        if len(self._cache) >= self._cache_size:
+            # Oldest first (dicts keep insertion order); good enough for a bounded memo.
+            del self._cache[next(iter(self._cache))]
+        usable_until = min(claims.expires_at.timestamp() + self._leeway, now + self._cache_ttl)
+        self._cache[(token, expected)] = (claims, usable_until)
+        return claims
+
+    def _verify(self, token: str, expected: TokenKind) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -26,12 +28,15 @@ SETTINGS = Settings()
 PUBLIC_JWK_MEMBERS = {"kty", "crv", "x", "kid", "alg", "use"}
 
 
-def verifier(keys_dir: Path, max_age_s: float = 300.0) -> TokenVerifier:
+def verifier(
+    keys_dir: Path, max_age_s: float = 300.0, clock: Callable[[], float] = time.time
+) -> TokenVerifier:
     return TokenVerifier(
         JwksFile(keys_dir, min_reload_interval_s=0, max_age_s=max_age_s),
         issuer=SETTINGS.jwt_issuer,
         audience=SETTINGS.jwt_audience,
         leeway_s=SETTINGS.jwt_leeway_s,
+        clock=clock,
     )
 
 
@@ -128,7 +133,8 @@ def test_retired_key_stops_verifying(tmp_path: Path) -> None:
     ensure_signing_key(tmp_path)
     old_kid, _ = load_active_signing_key(tmp_path)
     old_token = token(tmp_path)
-    running = verifier(tmp_path, max_age_s=0)
+    now = [time.time()]
+    running = verifier(tmp_path, max_age_s=0, clock=lambda: now[0])
     assert running.verify(old_token)
     generate_signing_key(tmp_path)
     new_token = token(tmp_path)
@@ -136,6 +142,10 @@ def test_retired_key_stops_verifying(tmp_path: Path) -> None:
     # Retiring = deleting the private key file and republishing the JWKS.
     (tmp_path / f"{old_kid}.private.pem").unlink()
     write_jwks(tmp_path)
+    # A token verified a moment ago is remembered for at most a minute...
+    assert running.verify(old_token)
+    # ...after which the retired key's tokens are refused.
+    now[0] += 61
     with pytest.raises(Unauthenticated):
         running.verify(old_token)
     assert running.verify(new_token)

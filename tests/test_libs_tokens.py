@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from libs.errors import Unauthenticated
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key, load_active_signing_key
-from libs.tokens import ALGORITHM, TokenIssuer, TokenVerifier, verifier_from_settings
+from libs.tokens import ALGORITHM, JwksFile, TokenIssuer, TokenVerifier, verifier_from_settings
 from tests.identity_tokens import eddsa, hs256, split, timestamp, unsigned, with_payload
 
 SETTINGS = Settings(jwt_access_ttl_s=900, jwt_refresh_ttl_s=3600, jwt_leeway_s=30)
@@ -218,3 +219,26 @@ def test_missing_jwks_file_refuses_instead_of_crashing(tmp_path: Path, issuer: T
     empty_dir = tmp_path / "empty"
     empty = verifier_from_settings(SETTINGS.model_copy(update={"jwt_keys_dir": empty_dir}))
     refused(empty, access(issuer))
+
+
+def test_remembered_token_is_refused_once_it_expires(tmp_path: Path) -> None:
+    """The verification cache never outlives the token: past its expiry it is refused."""
+    ensure_signing_key(tmp_path)
+    kid, key = load_active_signing_key(tmp_path)
+    issuer = TokenIssuer(kid, key, issuer="iss", audience="aud", access_ttl_s=60, refresh_ttl_s=60)
+    checker = TokenVerifier(JwksFile(tmp_path), issuer="iss", audience="aud", leeway_s=0)
+    # Issued 59 s ago with a 60 s lifetime: it expires about a second from now.
+    token = issuer.issue_access(
+        user_id=7,
+        role="Student",
+        email="s@example.com",
+        full_name="S",
+        now=datetime.now(UTC) - timedelta(seconds=59),
+    )
+    assert checker.verify(token).user_id == 7
+    assert checker.verify(token).user_id == 7  # remembered
+    with pytest.raises(Unauthenticated):
+        checker.verify(token, "refresh")  # the kind is part of what is remembered
+    time.sleep(1.5)
+    with pytest.raises(Unauthenticated):
+        checker.verify(token)
