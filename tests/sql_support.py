@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 class StatementCounter:
     def __init__(self) -> None:
         self.count = 0
+        self.statements: list[str] = []
 
-    def __call__(self, *_: Any) -> None:
+    def __call__(self, _connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
         self.count += 1
+        self.statements.append(statement)
 
 
 @contextmanager

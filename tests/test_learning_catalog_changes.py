@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import httpx
 from redis.asyncio import Redis
 
@@ -176,3 +179,112 @@ async def test_deleted_course_keeps_the_record(
     everything = await client.get("/api/progress/", headers=student.headers)
     assert everything.json()["count"] == 2
     assert_error_body(await complete(client, student, rows[1]["id"]), 400, "lesson")
+
+
+# Reads answer from stored rows when they are in step with the catalog; each read below is the
+# first look after the change, so it must notice the change itself.
+
+
+@dataclass
+class ChangedCourse:
+    enrollment_id: int
+    rows: list[dict[str, Any]]  # progress rows as they were before the changes
+    kept: list[int]  # lesson ids that still count, in course order
+    added: int
+
+
+async def change_course_after_enrollment(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> ChangedCourse:
+    """Three lessons, the first completed; then lesson 2 deleted, lesson 3 renamed, a fourth
+    added and the course renamed. Nothing reads the enrollment after the changes."""
+    course = await published_course(client, instructor, lessons=3)
+    enrollment = await enroll(client, student, course.id)
+    rows = await progress_rows(client, student, enrollment["id"])
+    assert (await complete(client, student, rows[0]["id"])).status_code == 200
+    await delete_lesson(client, instructor, course.lesson_ids[1])
+    renamed = await client.patch(
+        f"/api/lessons/{course.lesson_ids[2]}/",
+        json={"title": "Renamed"},
+        headers=instructor.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    added = await add_lesson(client, instructor, course.id, order=4)
+    retitled = await client.patch(
+        f"/api/courses/{course.id}/", json={"title": "Course renamed"}, headers=instructor.headers
+    )
+    assert retitled.status_code == 200, retitled.text
+    kept = [course.lesson_ids[0], course.lesson_ids[2], added]
+    return ChangedCourse(enrollment["id"], rows, kept, added)
+
+
+EXPECTED_TITLES = ["Lesson 1", "Renamed", "Added 4"]
+
+
+async def test_enrollment_read_follows_catalog_changes(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> None:
+    changed = await change_course_after_enrollment(client, student, instructor)
+    detail = await enrollment_detail(client, student, changed.enrollment_id)
+    assert detail["course_title"] == "Course renamed"
+    assert (detail["total_lessons"], detail["completed_lessons"]) == (3, 1)
+    assert detail["completion_percentage"] == 33.33
+    assert detail["is_completed"] is False
+
+
+async def test_progress_of_an_enrollment_follows_catalog_changes(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> None:
+    changed = await change_course_after_enrollment(client, student, instructor)
+    rows = await progress_rows(client, student, changed.enrollment_id)
+    assert [row["lesson"] for row in rows] == changed.kept
+    assert [row["lesson_title"] for row in rows] == EXPECTED_TITLES
+    assert [row["completed"] for row in rows] == [True, False, False]
+
+
+async def test_all_progress_follows_catalog_changes(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> None:
+    changed = await change_course_after_enrollment(client, student, instructor)
+    response = await client.get("/api/progress/", headers=student.headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["count"] == 3
+    assert [row["lesson"] for row in body["results"]] == changed.kept
+    assert [row["lesson_title"] for row in body["results"]] == EXPECTED_TITLES
+
+
+async def test_one_progress_row_follows_catalog_changes(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> None:
+    changed = await change_course_after_enrollment(client, student, instructor)
+    response = await client.get(f"/api/progress/{changed.rows[2]['id']}/", headers=student.headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["lesson_title"] == "Renamed"
+
+
+async def test_one_deleted_progress_row_is_gone_on_first_read(
+    client: httpx.AsyncClient, student: User, instructor: User
+) -> None:
+    changed = await change_course_after_enrollment(client, student, instructor)
+    assert_error_body(
+        await client.get(f"/api/progress/{changed.rows[1]['id']}/", headers=student.headers), 404
+    )
+
+
+async def test_listing_progress_completes_a_course_whose_last_open_lesson_was_deleted(
+    client: httpx.AsyncClient, student: User, instructor: User, database_url: str
+) -> None:
+    course = await published_course(client, instructor, lessons=2)
+    enrollment = await enroll(client, student, course.id)
+    rows = await progress_rows(client, student, enrollment["id"])
+    assert (await complete(client, student, rows[0]["id"])).status_code == 200
+    await delete_lesson(client, instructor, course.lesson_ids[1])
+    # The first look is the student's whole progress list, not the enrollment.
+    listed = await client.get("/api/progress/", headers=student.headers)
+    assert listed.status_code == 200, listed.text
+    assert [row["lesson"] for row in listed.json()["results"]] == [course.lesson_ids[0]]
+    assert len(await outbox_rows(database_url, enrollment["id"])) == 1
+    detail = await enrollment_detail(client, student, enrollment["id"])
+    assert detail["is_completed"] is True and detail["completion_percentage"] == 100
+    assert len(await outbox_rows(database_url, enrollment["id"])) == 1

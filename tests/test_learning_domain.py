@@ -11,12 +11,15 @@ from libs import streams
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.tokens import Claims
 from services.learning.domain import (
+    CatalogCourse,
+    CatalogLesson,
     LessonState,
     after_completing,
     check_can_complete,
     check_completed_change,
     completion_percentage,
     first_open_before,
+    in_step,
     page_request,
     require_course_id,
     require_id,
@@ -182,3 +185,50 @@ def test_course_completed_event_carries_what_the_mail_needs() -> None:
     assert entry[streams.FIELD_EVENT] == row.payload
     assert entry[streams.FIELD_EVENT_ID] == str(row.event_id)
     assert entry[streams.FIELD_TYPE] == streams.COURSE_COMPLETED_TYPE
+
+
+# In step with the catalog: when a read may answer from the stored rows without reconciling.
+
+
+def catalog(*lessons: LessonState, title: str = "Course") -> CatalogCourse:
+    """The catalog's view of a course whose lessons are exactly these stored ones."""
+    return CatalogCourse(
+        id=1,
+        title=title,
+        lessons=tuple(CatalogLesson(id=s.lesson_id, title=s.title, order=s.order) for s in lessons),
+    )
+
+
+def test_stored_rows_matching_the_catalog_are_in_step() -> None:
+    stored = [lesson(1, completed=True), lesson(2)]
+    assert in_step(catalog(*stored), "Course", stored)
+    # The catalog's lesson order in its answer does not matter, only ids, titles and orders.
+    assert in_step(catalog(*reversed(stored)), "Course", stored)
+
+
+def test_an_empty_course_with_no_rows_is_in_step() -> None:
+    assert in_step(catalog(), "Course", [])
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        pytest.param(catalog(lesson(1), lesson(2), lesson(3)), id="lesson added"),
+        pytest.param(catalog(lesson(1)), id="lesson deleted"),
+        pytest.param(catalog(lesson(1), lesson(3)), id="lesson replaced"),
+        pytest.param(catalog(lesson(1), lesson(2, title="Renamed")), id="lesson renamed"),
+        pytest.param(
+            catalog(lesson(1), LessonState(102, 12, "Lesson 2", 9, False)), id="lesson reordered"
+        ),
+        pytest.param(catalog(lesson(1), lesson(2), title="Renamed"), id="course renamed"),
+        pytest.param(catalog(), id="every lesson deleted"),
+    ],
+)
+def test_any_difference_from_the_catalog_is_not_in_step(now: CatalogCourse) -> None:
+    assert not in_step(now, "Course", [lesson(1, completed=True), lesson(2)])
+
+
+def test_an_open_enrollment_with_every_lesson_done_is_due_for_completion() -> None:
+    # E.g. its last open lesson was deleted: the reconciliation must complete it.
+    stored = [lesson(1, completed=True), lesson(2, completed=True)]
+    assert not in_step(catalog(*stored), "Course", stored)

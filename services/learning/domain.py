@@ -129,6 +129,22 @@ def summarize(lessons: Iterable[LessonState]) -> Summary:
     )
 
 
+def in_step(course: CatalogCourse, course_title: str, lessons: Sequence[LessonState]) -> bool:
+    """Whether an open enrollment's stored figures can be answered as they are: its course title
+    and the lessons that count (ids, titles, orders) are exactly the catalog's current ones, and
+    they do not leave it finished but still open (every lesson done: it is due for completion).
+    Anything else needs the locked reconciliation, which is the only place that writes."""
+    if course_title != course.title:
+        return False
+    current = {lesson.id: (lesson.title, lesson.order) for lesson in course.lessons}
+    if len(lessons) != len(current):
+        return False
+    # Stored lesson ids are unique per enrollment, so same size + every one matching = same set.
+    if any(current.get(lesson.lesson_id) != (lesson.title, lesson.order) for lesson in lessons):
+        return False
+    return not summarize(lessons).all_done
+
+
 def first_open_before(lessons: Sequence[LessonState], target: LessonState) -> LessonState | None:
     """The lowest-ordered open lesson that comes before `target`, if any."""
     earlier = [

@@ -19,6 +19,7 @@ from services.learning.catalog_client import CatalogClient
 from services.learning.domain import (
     ALREADY_ENROLLED,
     ENROLLMENT_NOT_FOUND,
+    LessonState,
     Summary,
     page_request,
     require_course_id,
@@ -79,25 +80,29 @@ class Enrollments:
         self, caller: Claims, enrollment_id: int
     ) -> tuple[EnrollmentRow, Summary]:
         require_student(caller)
-        enrollment = await self._own(caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND))
-        await self._sync.sync_one(caller, enrollment)
-        async with self._sessions() as session:
-            fresh = await store.enrollment_of(session, caller.user_id, enrollment.id)
-            states = await store.lesson_states(session, [enrollment.id])
-        assert fresh is not None  # enrollments are never deleted
-        return fresh, summarize(states[enrollment.id])
+        enrollment, lessons = await self._with_lessons(
+            caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND)
+        )
+        # Usually in step already: then the figures come from what was just read.
+        if await self._sync.sync(caller, [enrollment], {enrollment.id: lessons}):
+            enrollment, lessons = await self._with_lessons(caller, enrollment.id)
+        return enrollment, summarize(lessons)
 
     async def enrolled_course_ids(self, caller: Claims) -> list[int]:
         require_student(caller)
         async with self._sessions() as session:
             return await store.enrolled_course_ids(session, caller.user_id)
 
-    async def _own(self, caller: Claims, enrollment_id: int) -> EnrollmentRow:
+    async def _with_lessons(
+        self, caller: Claims, enrollment_id: int
+    ) -> tuple[EnrollmentRow, list[LessonState]]:
+        """The caller's enrollment and the lessons that count for it (two plain SELECTs)."""
         async with self._sessions() as session:
             enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
-        if enrollment is None:
-            raise NotFound(ENROLLMENT_NOT_FOUND)
-        return enrollment
+            if enrollment is None:
+                raise NotFound(ENROLLMENT_NOT_FOUND)
+            states = await store.lesson_states(session, [enrollment.id])
+        return enrollment, states[enrollment.id]
 
     async def _with_live_titles(self, rows: list[EnrollmentRow]) -> list[EnrollmentRow]:
         """Course titles as the catalog has them now; the stored ones if it cannot say."""

@@ -3,6 +3,7 @@
 Completing a lesson runs in one transaction with its enrollment locked: reconcile against the
 course's current lessons, check the order rule, mark the lesson, and when it was the last open
 one set `completed_at` (only if still unset) and write the CourseCompleted outbox row.
+Reads answer from plain SELECTs and reconcile only when the catalog changed (sync.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from services.learning.domain import (
     COURSE_GONE,
     ENROLLMENT_NOT_FOUND,
     PROGRESS_NOT_FOUND,
+    LessonState,
     after_completing,
     check_can_complete,
     check_completed_change,
@@ -51,22 +53,37 @@ class ProgressTracker:
         window = page_request(page, page_size)
         if enrollment_id < 0:
             raise InvalidArgument.on_field("enrollment", "Ensure this value is greater than 0.")
-        if enrollment_id:
-            async with self._sessions() as session:
-                enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
-            if enrollment is None:
-                raise NotFound(ENROLLMENT_NOT_FOUND)
-            await self._sync.sync_one(caller, enrollment)
-        else:
-            await self._sync.sync_all_open(caller)
+        # The page and what the in-step check needs, read in one go; usually that is all.
         async with self._sessions() as session:
-            return await store.list_progress(session, caller.user_id, enrollment_id or None, window)
+            if enrollment_id:
+                enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
+                if enrollment is None:
+                    raise NotFound(ENROLLMENT_NOT_FOUND)
+                checked = [enrollment]
+            else:
+                checked = await store.open_enrollments_of(session, caller.user_id)
+            lessons = await _lessons_to_check(session, checked)
+            page = await store.list_progress(session, caller.user_id, enrollment_id or None, window)
+        if await self._sync.sync(caller, checked, lessons):
+            async with self._sessions() as session:
+                page = await store.list_progress(
+                    session, caller.user_id, enrollment_id or None, window
+                )
+        return page
 
     async def get_progress(self, caller: Claims, progress_id: int) -> ProgressRow:
         require_student(caller)
-        enrollment = await self._enrollment_of_progress(caller, progress_id)
-        await self._sync.sync_one(caller, enrollment)
-        return await self._visible(caller, progress_id)
+        require_id(progress_id, PROGRESS_NOT_FOUND)
+        async with self._sessions() as session:
+            enrollment = await self._enrollment_of_progress(session, caller, progress_id)
+            lessons = await _lessons_to_check(session, [enrollment])
+            row = await store.progress_of(session, caller.user_id, progress_id)
+        if await self._sync.sync(caller, [enrollment], lessons):
+            async with self._sessions() as session:
+                row = await store.progress_of(session, caller.user_id, progress_id)
+        if row is None:  # the lesson left the course
+            raise NotFound(PROGRESS_NOT_FOUND)
+        return row
 
     async def update_progress(
         self, caller: Claims, progress_id: int, *, completed: bool, mask: Sequence[str]
@@ -95,7 +112,8 @@ class ProgressTracker:
         return await self._complete(caller, progress_id)
 
     async def _complete(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
-        enrollment = await self._enrollment_of_progress(caller, progress_id)
+        async with self._sessions() as session:
+            enrollment = await self._enrollment_of_progress(session, caller, progress_id)
         course = None
         if enrollment.completed_at is None:
             course = await self._catalog.current_course(enrollment.course_id)
@@ -121,24 +139,25 @@ class ProgressTracker:
             )
             return row, False
 
-    async def _enrollment_of_progress(self, caller: Claims, progress_id: int) -> EnrollmentRow:
+    async def _enrollment_of_progress(
+        self, session: AsyncSession, caller: Claims, progress_id: int
+    ) -> EnrollmentRow:
         require_id(progress_id, PROGRESS_NOT_FOUND)
-        async with self._sessions() as session:
-            enrollment_id = await store.enrollment_id_of_progress(
-                session, caller.user_id, progress_id
-            )
-            enrollment = (
-                await store.enrollment_of(session, caller.user_id, enrollment_id)
-                if enrollment_id is not None
-                else None
-            )
+        enrollment_id = await store.enrollment_id_of_progress(session, caller.user_id, progress_id)
+        enrollment = (
+            await store.enrollment_of(session, caller.user_id, enrollment_id)
+            if enrollment_id is not None
+            else None
+        )
         if enrollment is None:
             raise NotFound(PROGRESS_NOT_FOUND)
         return enrollment
 
-    async def _visible(self, caller: Claims, progress_id: int) -> ProgressRow:
-        async with self._sessions() as session:
-            row = await store.progress_of(session, caller.user_id, progress_id)
-        if row is None:
-            raise NotFound(PROGRESS_NOT_FOUND)
-        return row
+
+async def _lessons_to_check(
+    session: AsyncSession, enrollments: Sequence[EnrollmentRow]
+) -> dict[int, list[LessonState]]:
+    """The lessons that count for the open ones among `enrollments`, for the in-step check
+    (completed enrollments are final and never checked). One plain SELECT, or none."""
+    open_ids = [e.id for e in enrollments if e.completed_at is None]
+    return await store.lesson_states(session, open_ids)

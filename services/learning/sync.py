@@ -3,8 +3,13 @@
 Lessons added to a course after a student enrolled count for that student; deleted ones stop
 counting. Rather than the catalog telling learning about every change (an event learning would
 have to consume and that could arrive late), learning asks the catalog for the course's current
-lessons whenever it needs an enrollment's figures or is about to change its progress, and
-reconciles its rows against them in the same transaction that reads or writes them.
+lessons whenever it needs an enrollment's figures or is about to change its progress.
+
+Reads compare what they read (plain SELECTs, no lock) with the catalog's answer
+(`domain.in_step`) and only when the stored rows differ run the reconciliation: one transaction
+with the enrollments locked, which is the single place rows are brought in step and enrollments
+left with nothing to do are completed. Writes always reconcile inside their own locked
+transaction (progress.py), so a stale read can never let a completion past the rules.
 
 Completed enrollments are final: they are no longer reconciled, so their figures stay at 100%.
 A course the catalog no longer knows (deleted) leaves its enrollments as they were recorded.
@@ -20,7 +25,7 @@ from libs.db import transaction
 from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
-from services.learning.domain import CatalogCourse, LessonState, summarize
+from services.learning.domain import CatalogCourse, LessonState, in_step, summarize
 from services.learning.events import course_completed
 from services.learning.store import EnrollmentRow
 
@@ -56,30 +61,49 @@ async def complete_if_done(
 
 
 class Synchronizer:
+    """Brings enrollments a read has loaded in step with the catalog, writing only if needed."""
+
     def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: CatalogClient) -> None:
         self._sessions = sessions
         self._catalog = catalog
 
-    async def sync_one(self, student: Claims, enrollment: EnrollmentRow) -> None:
-        if enrollment.completed_at is not None:
-            return
-        course = await self._catalog.current_course(enrollment.course_id)
-        if course is None:
-            return
-        await self._apply(student, [enrollment.id], {course.id: course})
-
-    async def sync_all_open(self, student: Claims) -> None:
-        async with self._sessions() as session:
-            open_enrollments = await store.open_enrollments_of(session, student.user_id)
+    async def sync(
+        self,
+        student: Claims,
+        enrollments: Sequence[EnrollmentRow],
+        lessons: Mapping[int, Sequence[LessonState]],
+    ) -> bool:
+        """Compare the open ones among `enrollments`, and the lessons that count for them as the
+        caller read them (keyed by enrollment id), with their courses now; reconcile those that
+        differ, in one transaction. True when it did: what the caller read is stale."""
+        open_enrollments = [e for e in enrollments if e.completed_at is None]
         if not open_enrollments:
-            return
-        courses = await self._catalog.current_courses([e.course_id for e in open_enrollments])
-        await self._apply(student, [e.id for e in open_enrollments], courses)
+            return False
+        courses = await self._current_courses({e.course_id for e in open_enrollments})
+        stale = [
+            e.id
+            for e in open_enrollments
+            if e.course_id in courses
+            and not in_step(courses[e.course_id], e.course_title, lessons.get(e.id, ()))
+        ]
+        if not stale:
+            return False
+        await self._apply(student, stale, courses)
+        return True
+
+    async def _current_courses(self, course_ids: set[int]) -> dict[int, CatalogCourse]:
+        """One catalog call: GetCourse for one course, ListCourses for several (both apply the
+        same visibility; a course the student can no longer see is simply absent)."""
+        if len(course_ids) == 1:
+            course = await self._catalog.current_course(next(iter(course_ids)))
+            return {course.id: course} if course is not None else {}
+        return await self._catalog.current_courses(sorted(course_ids))
 
     async def _apply(
         self, student: Claims, enrollment_ids: Sequence[int], courses: Mapping[int, CatalogCourse]
     ) -> None:
         # The catalog was asked before the transaction: no lock is held across a network call.
+        # Locked and re-read here: what the caller read only decides whether to come here.
         async with transaction(self._sessions) as session:
             locked = await store.lock_enrollments(session, enrollment_ids)
             await apply_catalog(session, locked, courses)

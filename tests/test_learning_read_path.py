@@ -1,0 +1,152 @@
+"""Reads of enrollments and progress against real PostgreSQL and the real catalog server: when the
+stored rows are in step with the catalog they cost a few plain SELECTs, whatever the number of
+lessons; only a catalog change makes a read run the locked reconciliation, once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs import call_context
+from libs.db import create_engine, session_factory
+from libs.settings import Settings
+from libs.tokens import Claims, verifier_from_settings
+from services.learning.catalog_client import CatalogClient
+from services.learning.enrollments import Enrollments
+from services.learning.progress import ProgressTracker
+from services.learning.sync import Synchronizer
+from tests.conftest import User
+from tests.learning_support import complete, enroll, progress_rows, published_course
+from tests.sql_support import counting_statements
+
+# What an in-step read may send: the rows it answers from and what the check compares.
+MAX_SELECTS = 4
+
+
+class Reads:
+    """The learning use cases on their own engine, so the test sees every statement they send."""
+
+    def __init__(self, engine: AsyncEngine, catalog: CatalogClient) -> None:
+        sessions = session_factory(engine)
+        sync = Synchronizer(sessions, catalog)
+        self.engine = engine
+        self.enrollments = Enrollments(sessions, catalog, sync)
+        self.progress = ProgressTracker(sessions, catalog, sync)
+
+
+@pytest.fixture
+async def reads(settings: Settings, services: dict[str, str]) -> AsyncIterator[Reads]:
+    engine = create_engine(settings, "test-learning-reads")
+    catalog = CatalogClient(services["catalog"], settings.grpc_client_timeout_s)
+    yield Reads(engine, catalog)
+    await catalog.close()
+    await engine.dispose()
+
+
+@contextmanager
+def acting_as(user: User, settings: Settings) -> Iterator[Claims]:
+    """The verified caller, with the token the catalog client forwards (as in a served call)."""
+    claims = verifier_from_settings(settings).verify(user.access)
+    token = call_context.access_token.set(user.access)
+    try:
+        yield claims
+    finally:
+        call_context.access_token.reset(token)
+
+
+def is_write(statement: str) -> bool:
+    sql = statement.lstrip().upper()
+    return not sql.startswith("SELECT") or "FOR UPDATE" in sql or "PG_NOTIFY" in sql
+
+
+async def statements_of(engine: AsyncEngine, read: Callable[[], Awaitable[Any]]) -> list[str]:
+    with counting_statements(engine) as counter:
+        await read()
+    return counter.statements
+
+
+async def enrolled_with_lessons(
+    client: httpx.AsyncClient, student: User, instructor: User, lessons: int
+) -> tuple[int, list[dict[str, Any]]]:
+    """An enrollment in a new course of `lessons` lessons, its first lesson completed."""
+    course = await published_course(client, instructor, lessons=lessons)
+    enrollment = await enroll(client, student, course.id)
+    rows = await progress_rows(client, student, enrollment["id"])
+    assert (await complete(client, student, rows[0]["id"])).status_code == 200
+    return enrollment["id"], rows
+
+
+async def statements_of_each_read(
+    reads: Reads, caller: Claims, enrollment_id: int, progress_id: int
+) -> dict[str, list[str]]:
+    cases: dict[str, Callable[[], Awaitable[Any]]] = {
+        "enrollment": lambda: reads.enrollments.get_enrollment(caller, enrollment_id),
+        "progress of the enrollment": lambda: reads.progress.list_progress(
+            caller, enrollment_id=enrollment_id, page=1, page_size=100
+        ),
+        "all progress": lambda: reads.progress.list_progress(
+            caller, enrollment_id=0, page=1, page_size=100
+        ),
+        "one progress row": lambda: reads.progress.get_progress(caller, progress_id),
+    }
+    return {name: await statements_of(reads.engine, read) for name, read in cases.items()}
+
+
+async def test_in_step_reads_send_a_few_selects_whatever_the_size(
+    client: httpx.AsyncClient,
+    student: User,
+    instructor: User,
+    settings: Settings,
+    reads: Reads,
+) -> None:
+    counts: list[dict[str, int]] = []
+    with acting_as(student, settings) as caller:
+        for lessons in (2, 40):
+            enrollment_id, rows = await enrolled_with_lessons(client, student, instructor, lessons)
+            sent = await statements_of_each_read(reads, caller, enrollment_id, rows[-1]["id"])
+            for name, statements in sent.items():
+                assert statements, name
+                assert not [s for s in statements if is_write(s)], (name, statements)
+                assert len(statements) <= MAX_SELECTS, (name, statements)
+            counts.append({name: len(statements) for name, statements in sent.items()})
+
+            _, summary = await reads.enrollments.get_enrollment(caller, enrollment_id)
+            assert (summary.total_lessons, summary.completed_lessons) == (lessons, 1)
+    # 2 lessons or 40, one open enrollment or two: the same statements.
+    assert counts[0] == counts[1], counts
+
+
+async def test_a_catalog_change_is_reconciled_by_the_next_read_only(
+    client: httpx.AsyncClient,
+    student: User,
+    instructor: User,
+    settings: Settings,
+    reads: Reads,
+) -> None:
+    course = await published_course(client, instructor, lessons=3)
+    enrollment_id = (await enroll(client, student, course.id))["id"]
+    added = await client.post(
+        "/api/lessons/",
+        json={"course": course.id, "title": "Added", "content": "New", "order": 4},
+        headers=instructor.headers,
+    )
+    assert added.status_code == 201, added.text
+    with acting_as(student, settings) as caller:
+        first = await statements_of(
+            reads.engine, lambda: reads.enrollments.get_enrollment(caller, enrollment_id)
+        )
+        # The stale rows were brought in step under the enrollment's lock...
+        assert any("FOR UPDATE" in s.upper() for s in first), first
+        assert any(s.lstrip().upper().startswith("INSERT") for s in first), first
+        # ...so the next read is plain SELECTs again and sees the new lesson.
+        second = await statements_of(
+            reads.engine, lambda: reads.enrollments.get_enrollment(caller, enrollment_id)
+        )
+        assert not [s for s in second if is_write(s)], second
+        _, summary = await reads.enrollments.get_enrollment(caller, enrollment_id)
+    assert summary.total_lessons == 4
