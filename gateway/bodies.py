@@ -91,10 +91,24 @@ def Body(model: type[M]) -> Any:
 
 def openapi_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     """`openapi_extra` that documents `model` as the JSON and form request body."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
+    schema = model.model_json_schema()
+    schema = _inline_definitions(schema, schema.pop("$defs", {}))
     content = {media: {"schema": schema} for media in ("application/json", *FORM_TYPES[:1])}
     return {"requestBody": {"required": required, "content": content}}
+
+
+def _inline_definitions(schema: Any, definitions: Mapping[str, Any]) -> Any:
+    """`schema` with each `#/$defs/X` reference replaced by X itself: nested models (a bulk
+    request's items) are not in the document's components, so a reference to them would
+    dangle. Request models are not recursive, so inlining ends."""
+    if isinstance(schema, list):
+        return [_inline_definitions(item, definitions) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    reference = schema.get("$ref", "")
+    if reference.startswith("#/$defs/"):
+        return _inline_definitions(definitions[reference.removeprefix("#/$defs/")], definitions)
+    return {key: _inline_definitions(value, definitions) for key, value in schema.items()}
 
 
 async def check_read_only(

@@ -209,3 +209,19 @@ async def test_schema_documents_routes_and_bearer_auth(client: httpx.AsyncClient
     assert any(s.get("type") == "http" and s.get("scheme") == "bearer" for s in schemes.values())
     register = schema["paths"]["/api/register/"]["post"]["requestBody"]["content"]
     assert {"application/json", "application/x-www-form-urlencoded"} <= set(register)
+
+
+async def test_every_schema_reference_resolves(client: httpx.AsyncClient) -> None:
+    """A dangling $ref (bulk_create's item model once pointed at a missing component) breaks
+    Swagger UI's form for that route and every client generator."""
+    raw = (await client.get("/api/schema/")).text
+    schema = json.loads(raw)
+    components = schema["components"]["schemas"]
+    references = set(re.findall(r'"\$ref":\s*"([^"]+)"', raw))
+    assert references
+    for reference in references:
+        assert reference.startswith("#/components/schemas/"), reference
+        assert reference.removeprefix("#/components/schemas/") in components, reference
+    bulk = schema["paths"]["/api/lessons/bulk_create/"]["post"]["requestBody"]["content"]
+    item = bulk["application/json"]["schema"]["properties"]["lessons"]["items"]
+    assert set(item["required"]) == {"title", "content", "order"}
