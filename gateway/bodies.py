@@ -23,6 +23,10 @@ M = TypeVar("M", bound=BaseModel)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 READ_ONLY = "This field is read-only and cannot be changed."
 NULL_CHARACTER = "Null characters are not allowed."
+TOO_DEEP = "The request body is nested too deeply."
+# No request body nests deeper than 3 (bulk_create: object > lessons list > lesson). orjson
+# accepts up to 1024 levels, past what the recursive checks below can walk on Python's stack.
+MAX_DEPTH = 32
 
 
 class RequestModel(BaseModel):
@@ -52,6 +56,8 @@ async def read_body(request: Request) -> tuple[dict[str, Any], bool]:
 
 
 def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M:
+    if nesting_depth(data) > MAX_DEPTH:
+        raise ApiError(400, "Validation error", {NON_FIELD: [TOO_DEEP]})
     errors = null_character_errors(data)
     try:
         body = model.model_validate(data, strict=not from_form)
@@ -61,6 +67,26 @@ def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M
     if errors:
         raise ApiError(400, "Validation error", errors)
     return body
+
+
+def nesting_depth(value: Any) -> int:
+    """How many objects and lists deep `value` goes (counting stops past MAX_DEPTH), walked
+    without recursion: a JSON body may nest 1,000 levels, and recursing that far is a 500."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_DEPTH:
+            break
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def null_character_errors(value: Any, path: str = "") -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.bodies import null_character_errors
+from gateway.bodies import MAX_DEPTH, nesting_depth, null_character_errors
 from gateway.middleware import client_request_id
 from libs.settings import Settings
 from tests.conftest import TEST_PASSWORD, User, assert_error_body, unique_email
@@ -169,6 +169,34 @@ async def test_null_characters_are_refused_by_name(client: httpx.AsyncClient) ->
     assert_error_body(response, 400, "email")
     response = await client.post("/api/auth/login/", data={"email": "a\x00b", "password": "x"})
     assert_error_body(response, 400, "email")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Within orjson's 1,024 levels, but past what a recursive walk survives: was a 500
+        # (RecursionError) whose logged traceback held the gateway's event loop for seconds.
+        b'{"email": ' + b"[" * 1000 + b"]" * 1000 + b', "password": "x"}',
+        b'{"nickname": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1000 + b"}",
+        b'{"email": ' + b"[" * 33 + b"]" * 33 + b', "password": "x"}',
+    ],
+)
+async def test_deeply_nested_json_is_400(client: httpx.AsyncClient, raw: bytes) -> None:
+    response = await client.post(
+        "/api/auth/login/", content=raw, headers={"content-type": "application/json"}
+    )
+    body = assert_error_body(response, 400, "non_field_errors")
+    assert body["errors"]["non_field_errors"] == ["The request body is nested too deeply."]
+
+
+def test_nesting_depth_counts_objects_and_lists() -> None:
+    assert nesting_depth({}) == 1
+    assert nesting_depth({"course": 1, "lessons": [{"title": "a"}]}) == 3
+    assert nesting_depth({"a": [[[]]], "b": 1}) == 4
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    assert nesting_depth({"x": deep}) == MAX_DEPTH + 1  # stops counting past the limit
 
 
 def test_null_character_errors_name_nested_fields() -> None:
