@@ -10,6 +10,12 @@ import grpc
 
 from libs import call_context, sql_counting
 
+# gRPC's default 4 MiB receive limit is below what the contract's representations reach: a
+# course embeds every lesson (content up to 100,000 characters, 400 kB as UTF-8), so eleven
+# long lessons made the course, its owner's list and every student's course list unreadable.
+# The senders are our own services; this bounds a reply's size without cutting legal data short.
+MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024 * 1024
+
 
 class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, default_timeout_s: float) -> None:
@@ -50,5 +56,6 @@ def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
         ],
     )

@@ -3,6 +3,7 @@ instructor, visibility, ownership, read-only fields, publishing, soft delete, pa
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -347,3 +348,32 @@ async def test_empty_first_page_is_not_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/courses/", headers=owner.headers)
     assert response.status_code == 200
     assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
+
+
+async def test_course_larger_than_grpc_default_message_is_readable(
+    client: httpx.AsyncClient, instructor: User, student: User
+) -> None:
+    """Eleven lessons of 100,000 four-byte characters (legal, each under the body limit) make a
+    4.4 MB course: past gRPC's default 4 MiB receive limit, which answered the course, the
+    owner's list and every student's course list with a 429, and enrollment with a 503."""
+    course = await create_course(client, instructor, title="Emoji heavy")
+    content = "\N{GRINNING FACE}" * 100_000
+    for order in range(1, 12):
+        body = {"course": course["id"], "title": f"L{order}", "content": content, "order": order}
+        response = await client.post(
+            "/api/lessons/",
+            content=json.dumps(body, ensure_ascii=False).encode(),
+            headers={**instructor.headers, "content-type": "application/json"},
+        )
+        assert response.status_code == 201, response.text
+    response = await client.get(f"/api/courses/{course['id']}/", headers=instructor.headers)
+    assert response.status_code == 200, response.text[:300]
+    assert [lesson["content"] for lesson in response.json()["lessons"]] == [content] * 11
+    await publish(client, instructor, course["id"])
+    assert course["id"] in await listed_ids(client, instructor)
+    response = await client.get("/api/courses/", headers=student.headers)
+    assert response.status_code == 200, response.text[:300]
+    response = await client.post(
+        "/api/enrollments/", json={"course": course["id"]}, headers=student.headers
+    )
+    assert response.status_code == 201, response.text[:300]
