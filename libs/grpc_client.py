@@ -15,6 +15,9 @@ from libs import call_context, sql_counting
 # long lessons made the course, its owner's list and every student's course list unreadable.
 # The senders are our own services; this bounds a reply's size without cutting legal data short.
 MAX_RECEIVE_MESSAGE_BYTES = 256 * 1024 * 1024
+# Field errors travel as a BadRequest in the status trailer; a bulk request of 500 lessons can
+# name each one, past the default 16 KiB hard metadata limit (a 400 turned into a 429).
+MAX_METADATA_BYTES = 1024 * 1024
 
 
 class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
@@ -57,5 +60,7 @@ def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
+            ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
         ],
     )

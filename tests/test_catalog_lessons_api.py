@@ -222,6 +222,23 @@ async def test_bulk_create_is_all_or_nothing(
     assert [x["order"] for x in await lessons_of(client, instructor, course_id)] == [1]
 
 
+async def test_bulk_create_with_every_lesson_invalid_names_each(
+    client: httpx.AsyncClient, instructor: User
+) -> None:
+    """500 blank lessons: the catalog's 500 field errors outgrew gRPC's 16 KiB metadata limit
+    on the way back, and the client got a 429 quoting gRPC internals instead of this 400."""
+    course_id = await create_course(client, instructor)
+    lessons = [{"title": " ", "content": "", "order": n} for n in range(1, 501)]
+    response = await client.post(
+        "/api/lessons/bulk_create/",
+        json={"course": course_id, "lessons": lessons},
+        headers=instructor.headers,
+    )
+    body = assert_error_body(response, 400, "lessons.499.title")
+    assert "lessons.0.title" in body["errors"]
+    assert await lessons_of(client, instructor, course_id) == []
+
+
 async def test_bulk_create_needs_lessons(client: httpx.AsyncClient, instructor: User) -> None:
     course_id = await create_course(client, instructor)
     response = await client.post(
