@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from gateway.backends import Backends
 from gateway.errors import install_error_handlers
 from gateway.middleware import GatewayMiddleware
+from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
 from gateway.routers import auth, courses, enrollments, lessons, ops, progress
 from libs.settings import Settings
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for module in (ops, auth, courses, lessons, enrollments, progress):
         app.include_router(module.router)
+    install_contract_openapi(app)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
         app.add_middleware(SqlCountingMiddleware)

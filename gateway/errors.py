@@ -45,10 +45,16 @@ HTTP_MESSAGES = {
     404: "Not found.",
     405: "Method not allowed.",
     413: "Request body is too large.",
+    429: "Too many requests.",
+    499: "The request was cancelled.",
     500: "Internal server error.",
     503: "A backend service is unavailable.",
     504: "A backend service did not answer in time.",
 }
+
+
+# Statuses our services answer on purpose, with a message written for the client.
+SERVICE_DECIDED = frozenset({400, 401, 403, 404, 409})
 
 
 class ApiError(Exception):
@@ -105,12 +111,13 @@ async def _domain_error(_: Request, exc: Exception) -> OrjsonResponse:
     return error_response(http_status_for(grpc_code_for(exc)), exc.message, exc.field_errors)
 
 
-async def _rpc_error(_: Request, exc: Exception) -> OrjsonResponse:
+async def rpc_error_response(_: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, grpc.RpcError)
     failure = decode_rpc_error(exc)
     status = http_status_for(failure.code)
-    if status >= 500:
-        # Backend internals are logged, never shown.
+    if status not in SERVICE_DECIDED:
+        # Transport-level failures (gRPC's own RESOURCE_EXHAUSTED, timeouts, crashes) say things
+        # about our internals: they are logged, never shown.
         log.warning("backend call failed", code=failure.code.name, detail=failure.message)
         return error_response(status, HTTP_MESSAGES.get(status, HTTP_MESSAGES[500]))
     return error_response(status, failure.message, failure.field_errors)
@@ -163,7 +170,7 @@ async def _unexpected(_: Request, exc: Exception) -> OrjsonResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DomainError, _domain_error)
-    app.add_exception_handler(grpc.RpcError, _rpc_error)
+    app.add_exception_handler(grpc.RpcError, rpc_error_response)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(BodyTooLarge, _body_too_large)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 
+import grpc
 import httpx
 import pytest
 
 from gateway.bodies import MAX_DEPTH, nesting_depth, null_character_errors
+from gateway.errors import rpc_error_response
 from gateway.middleware import client_request_id
 from libs.settings import Settings
 from tests.conftest import TEST_PASSWORD, User, assert_error_body, unique_email
@@ -360,3 +363,22 @@ def test_client_request_id_rules() -> None:
     assert client_request_id(b"") is None
     assert client_request_id(b"a b") is None
     assert client_request_id("é".encode()) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+        (grpc.StatusCode.INTERNAL, 500),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    ],
+)
+async def test_transport_failures_do_not_leak_grpc_text(code: grpc.StatusCode, status: int) -> None:
+    """gRPC's own failures (message too large, crashes, timeouts) say things about internals."""
+    leaked = "Received message larger than max (5000000 vs. 4194304)"
+    error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=leaked)
+    response = await rpc_error_response(None, error)  # type: ignore[arg-type]
+    assert response.status_code == status
+    body = json.loads(response.body)
+    assert body["error"] is True and body["errors"] == {}
+    assert "larger" not in body["message"] and body["message"]

@@ -225,3 +225,19 @@ async def test_every_schema_reference_resolves(client: httpx.AsyncClient) -> Non
     bulk = schema["paths"]["/api/lessons/bulk_create/"]["post"]["requestBody"]["content"]
     item = bulk["application/json"]["schema"]["properties"]["lessons"]["items"]
     assert set(item["required"]) == {"title", "content", "order"}
+
+
+async def test_schema_documents_the_contract_error_body(client: httpx.AsyncClient) -> None:
+    """Errors are documented as the contract's body; FastAPI's 422 (never sent) is not."""
+    schema = (await client.get("/api/schema/")).json()
+    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {
+        "error",
+        "message",
+        "errors",
+    }
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            body = responses["400"]["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
