@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from libs.errors import Unauthenticated
 from libs.settings import Settings
-from libs.signing_keys import JWKS_FILE
+from libs.signing_keys import JWKS_FILE, load_active_signing_key
 
 ALGORITHM = "EdDSA"
 TokenKind = Literal["access", "refresh"]
@@ -224,6 +224,19 @@ class TokenVerifier:
             email=str(payload.get("email", "")),
             full_name=str(payload.get("name", "")),
         )
+
+
+def issuer_from_settings(settings: Settings, keys_dir: Path | None = None) -> TokenIssuer:
+    """Identity's issuer: signs with the newest key of `keys_dir` (default: the settings' one)."""
+    kid, private_key = load_active_signing_key(keys_dir or settings.jwt_keys_dir)
+    return TokenIssuer(
+        kid,
+        private_key,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl_s=settings.jwt_access_ttl_s,
+        refresh_ttl_s=settings.jwt_refresh_ttl_s,
+    )
 
 
 def verifier_from_settings(settings: Settings) -> TokenVerifier:

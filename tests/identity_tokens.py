@@ -7,33 +7,9 @@ import hashlib
 import hmac
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from libs.settings import Settings
-from libs.signing_keys import load_active_signing_key
-from libs.tokens import TokenIssuer, TokenVerifier, verifier_from_settings
-
-
-def issuer_for(settings: Settings, keys_dir: Path | None = None) -> TokenIssuer:
-    """A TokenIssuer like identity's, signing with the newest key of `keys_dir`."""
-    kid, key = load_active_signing_key(keys_dir or settings.jwt_keys_dir)
-    return TokenIssuer(
-        kid,
-        key,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl_s=settings.jwt_access_ttl_s,
-        refresh_ttl_s=settings.jwt_refresh_ttl_s,
-    )
-
-
-def verifier_for(settings: Settings, keys_dir: Path | None = None) -> TokenVerifier:
-    if keys_dir is None:
-        return verifier_from_settings(settings)
-    return verifier_from_settings(settings.model_copy(update={"jwt_keys_dir": keys_dir}))
 
 
 def b64url(data: bytes) -> str:

@@ -93,10 +93,6 @@ class MailCatcher:
         with self._lock:
             return [mail for mail in self.mails if address in mail.recipients]
 
-    def with_message_id_of(self, event_id: str) -> list[ReceivedMail]:
-        with self._lock:
-            return [mail for mail in self.mails if event_id in str(mail.message["Message-ID"])]
-
 
 def completion_event(**overrides: Any) -> events_pb2.CourseCompleted:
     token = uuid.uuid4().hex[:8]

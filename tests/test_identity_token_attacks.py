@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from libs.settings import Settings
 from libs.signing_keys import load_active_signing_key
-from libs.tokens import TokenIssuer
+from libs.tokens import TokenIssuer, issuer_from_settings
 from tests.conftest import User, assert_error_body, register_and_login
-from tests.identity_tokens import eddsa, hs256, issuer_for, split, unsigned, with_payload
+from tests.identity_tokens import eddsa, hs256, split, unsigned, with_payload
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def expired_access(settings: Settings, user: User) -> str:
     long_ago = datetime.now(UTC) - timedelta(
         seconds=settings.jwt_access_ttl_s + settings.jwt_leeway_s + 60
     )
-    return issuer_for(settings).issue_access(
+    return issuer_from_settings(settings).issue_access(
         user_id=user.id, role=user.role, email=user.email, full_name=user.full_name, now=long_ago
     )
 
@@ -221,7 +221,9 @@ async def test_expired_refresh_token(
     long_ago = datetime.now(UTC) - timedelta(
         seconds=settings.jwt_refresh_ttl_s + settings.jwt_leeway_s + 60
     )
-    expired, _ = issuer_for(settings).issue_refresh(user_id=victim.id, jti=jti, now=long_ago)
+    expired, _ = issuer_from_settings(settings).issue_refresh(
+        user_id=victim.id, jti=jti, now=long_ago
+    )
     assert_error_body(await refresh_rest(client, expired), 401)
     assert await refresh_grpc_code(identity, expired) == grpc.StatusCode.UNAUTHENTICATED
 
@@ -233,7 +235,7 @@ async def test_validly_signed_refresh_that_was_never_issued(
     victim: User,
 ) -> None:
     """Defence in depth: even a token signed with the real key needs its row in the store."""
-    minted, _ = issuer_for(settings).issue_refresh(user_id=victim.id, jti="never-issued")
+    minted, _ = issuer_from_settings(settings).issue_refresh(user_id=victim.id, jti="never-issued")
     assert_error_body(await refresh_rest(client, minted), 401)
     assert await refresh_grpc_code(identity, minted) == grpc.StatusCode.UNAUTHENTICATED
 
@@ -244,7 +246,7 @@ async def test_refresh_row_of_another_user(
     """A token naming someone else's row (only possible with the signing key) is refused."""
     attacker = await register_and_login(client)
     jti = split(victim.refresh)[1]["jti"]
-    minted, _ = issuer_for(settings).issue_refresh(user_id=attacker.id, jti=jti)
+    minted, _ = issuer_from_settings(settings).issue_refresh(user_id=attacker.id, jti=jti)
     assert_error_body(await refresh_rest(client, minted), 401)
     # The victim's own token is untouched by the attempt.
     assert (await refresh_rest(client, victim.refresh)).status_code == 200

@@ -28,8 +28,7 @@ from libs.grpc_client import open_channel
 from libs.grpc_errors import as_domain_error, decode_rpc_error
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
-from libs.tokens import verifier_from_settings
-from tests.identity_tokens import issuer_for
+from libs.tokens import issuer_from_settings, verifier_from_settings
 
 SERVICE = "courseplatform.probe.v1.ProbeService"
 
@@ -149,7 +148,7 @@ def method(channel: grpc.aio.Channel, name: str) -> grpc.aio.UnaryUnaryMultiCall
 
 
 def access_token(settings: Settings, user_id: int = 7) -> str:
-    return issuer_for(settings).issue_access(
+    return issuer_from_settings(settings).issue_access(
         user_id=user_id, role="Student", email="p@example.com", full_name="P"
     )
 
@@ -171,7 +170,7 @@ async def test_private_method_verifies_the_access_token(
     probe_server: tuple[Probe, GrpcServer, str], settings: Settings
 ) -> None:
     _, _, target = probe_server
-    refresh, _ = issuer_for(settings).issue_refresh(user_id=7, jti="x")
+    refresh, _ = issuer_from_settings(settings).issue_refresh(user_id=7, jti="x")
     async with grpc.aio.insecure_channel(target) as channel:
         who = method(channel, "WhoAmI")
         for metadata in ((), (("authorization", f"Bearer {refresh}"),)):

@@ -21,8 +21,8 @@ from libs.signing_keys import (
     load_active_signing_key,
     write_jwks,
 )
-from libs.tokens import JwksFile, TokenVerifier
-from tests.identity_tokens import issuer_for, split
+from libs.tokens import JwksFile, TokenVerifier, issuer_from_settings
+from tests.identity_tokens import split
 
 SETTINGS = Settings()
 PUBLIC_JWK_MEMBERS = {"kty", "crv", "x", "kid", "alg", "use"}
@@ -41,7 +41,7 @@ def verifier(
 
 
 def token(keys_dir: Path) -> str:
-    return issuer_for(SETTINGS, keys_dir).issue_access(
+    return issuer_from_settings(SETTINGS, keys_dir).issue_access(
         user_id=1, role="Student", email="a@example.com", full_name="A"
     )
 

@@ -14,7 +14,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from libs.errors import Unauthenticated
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key, load_active_signing_key
-from libs.tokens import ALGORITHM, JwksFile, TokenIssuer, TokenVerifier, verifier_from_settings
+from libs.tokens import (
+    ALGORITHM,
+    JwksFile,
+    TokenIssuer,
+    TokenVerifier,
+    issuer_from_settings,
+    verifier_from_settings,
+)
 from tests.identity_tokens import eddsa, hs256, split, timestamp, unsigned, with_payload
 
 SETTINGS = Settings(jwt_access_ttl_s=900, jwt_refresh_ttl_s=3600, jwt_leeway_s=30)
@@ -28,15 +35,7 @@ def keys_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def issuer(keys_dir: Path) -> TokenIssuer:
-    kid, key = load_active_signing_key(keys_dir)
-    return TokenIssuer(
-        kid,
-        key,
-        issuer=SETTINGS.jwt_issuer,
-        audience=SETTINGS.jwt_audience,
-        access_ttl_s=SETTINGS.jwt_access_ttl_s,
-        refresh_ttl_s=SETTINGS.jwt_refresh_ttl_s,
-    )
+    return issuer_from_settings(SETTINGS, keys_dir)
 
 
 @pytest.fixture

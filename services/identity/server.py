@@ -8,8 +8,8 @@ from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 from libs.db import create_engine, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
-from libs.signing_keys import ensure_signing_key, load_active_signing_key
-from libs.tokens import JwksFile, TokenIssuer, verifier_from_settings
+from libs.signing_keys import ensure_signing_key
+from libs.tokens import JwksFile, issuer_from_settings, verifier_from_settings
 from services.identity.accounts import Accounts
 from services.identity.api import PUBLIC_METHODS, IdentityServicer
 from services.identity.passwords import Passwords
@@ -19,15 +19,7 @@ SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_
 
 def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     ensure_signing_key(settings.jwt_keys_dir)
-    kid, private_key = load_active_signing_key(settings.jwt_keys_dir)
-    issuer = TokenIssuer(
-        kid,
-        private_key,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        access_ttl_s=settings.jwt_access_ttl_s,
-        refresh_ttl_s=settings.jwt_refresh_ttl_s,
-    )
+    issuer = issuer_from_settings(settings)
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings, "identity")
     accounts = Accounts(session_factory(engine), Passwords(settings), issuer, verifier)

@@ -256,5 +256,3 @@ SCENARIOS: tuple[Scenario, ...] = (
     # No budget is set for it; its requests are built from a pool of fresh enrollments.
     Scenario("complete_lesson", None, None),
 )
-
-BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
