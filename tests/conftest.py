@@ -14,9 +14,10 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -158,28 +159,33 @@ async def services(settings: Settings) -> AsyncIterator[dict[str, str]]:
         await server.stop()
 
 
+@asynccontextmanager
+async def serve_asgi(app: Any) -> AsyncIterator[str]:
+    """`app` under a real uvicorn server on a free loopback port; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises why it could not start
+                raise RuntimeError("uvicorn exited before it started")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture(scope="session")
 async def gateway_url(settings: Settings, services: dict[str, str]) -> AsyncIterator[str]:
     from gateway.app import create_app
 
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_asgi(create_app(settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ backend is down. Gateways with other backend targets run on their own ports for 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -12,12 +11,11 @@ from contextlib import asynccontextmanager
 import httpx
 import jwt
 import pytest
-import uvicorn
 
 from libs.embedded import free_port
 from libs.settings import Settings
 from libs.signing_keys import JWKS_FILE
-from tests.conftest import TEST_PASSWORD, User, assert_error_body, unique_email
+from tests.conftest import TEST_PASSWORD, User, assert_error_body, serve_asgi, unique_email
 
 
 @asynccontextmanager
@@ -25,28 +23,11 @@ async def gateway_with(settings: Settings, **targets: str) -> AsyncIterator[http
     """A second real gateway whose backend targets are overridden (e.g. pointed at a dead port)."""
     from gateway.app import create_app
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings.model_copy(update=targets)),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await task
+    async with (
+        serve_asgi(create_app(settings.model_copy(update=targets))) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as http,
+    ):
+        yield http
 
 
 def backend_targets() -> list[str]:

@@ -3,14 +3,12 @@ adds its downstream calls' counts, the gateway answers the total as a header; of
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import grpc
 import httpx
 import pytest
-import uvicorn
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs import sql_counting
@@ -19,7 +17,7 @@ from libs.grpc_client import open_channel
 from libs.grpc_server import GrpcServer
 from libs.settings import Settings
 from services.identity.server import build_server
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, serve_asgi
 
 
 @pytest.fixture
@@ -106,37 +104,22 @@ async def test_gateway_answers_the_total_as_a_header(
 ) -> None:
     from gateway.app import create_app
 
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(counting_settings),
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            access_log=False,
+    email = f"count-{uuid.uuid4().hex[:10]}@example.com"
+    async with (
+        serve_asgi(create_app(counting_settings)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        registered = await http.post(
+            "/api/register/",
+            json={
+                "email": email,
+                "full_name": "Counted User",
+                "role": "Student",
+                "password": TEST_PASSWORD,
+                "password_confirm": TEST_PASSWORD,
+            },
         )
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not task.done()
-            await asyncio.sleep(0.02)
-        email = f"count-{uuid.uuid4().hex[:10]}@example.com"
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            registered = await http.post(
-                "/api/register/",
-                json={
-                    "email": email,
-                    "full_name": "Counted User",
-                    "role": "Student",
-                    "password": TEST_PASSWORD,
-                    "password_confirm": TEST_PASSWORD,
-                },
-            )
-            verified = await http.post("/api/token/verify/", json={"token": "not-a-token"})
-    finally:
-        server.should_exit = True
-        await task
+        verified = await http.post("/api/token/verify/", json={"token": "not-a-token"})
     assert registered.status_code == 201, registered.text
     assert int(registered.headers[sql_counting.HEADER]) >= 1
     # Token verification happens in the gateway itself: no backend call, no statement.

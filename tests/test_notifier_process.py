@@ -15,13 +15,13 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
-import uvicorn
 from redis.asyncio import Redis
 
 from libs.embedded import free_port
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM, NOTIFIER_GROUP
 from services.notifier.app import NotifierApp
+from tests.conftest import serve_asgi
 from tests.notifier_support import (
     TestStream,
     completion_event,
@@ -38,20 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @asynccontextmanager
 async def served(notifier: NotifierApp) -> AsyncIterator[str]:
     """The notifier's ASGI app under uvicorn on a free port, as `python -m services.notifier`."""
-    port = free_port()
-    config = uvicorn.Config(
-        notifier.app, host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), what="uvicorn to start")
-    if task.done():
-        task.result()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_asgi(notifier.app) as url:
+        yield url
 
 
 async def test_health_is_ok_when_redis_postgres_and_subscribers_are(settings: Settings) -> None:
