@@ -77,9 +77,14 @@ class Accounts:
         password_ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not password_ok or not user.is_active:
             raise Unauthenticated(BAD_CREDENTIALS)
+        # Hash before the transaction: a pooled connection is not held through ~20 ms of argon2.
+        new_hash = (
+            await self._passwords.hash(password)
+            if self._passwords.needs_rehash(user.password_hash)
+            else None
+        )
         async with transaction(self._sessions) as session:
-            if self._passwords.needs_rehash(user.password_hash):
-                new_hash = await self._passwords.hash(password)
+            if new_hash is not None:
                 await store.update_password_hash(session, user.id, new_hash)
             pair = await self._issue_pair(session, user, family_id=uuid.uuid4().hex)
         return user, pair
