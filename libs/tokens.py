@@ -21,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from libs.errors import Unauthenticated
+from libs.roles import Role
 from libs.settings import Settings
 from libs.signing_keys import JWKS_FILE, load_active_signing_key
 
@@ -43,11 +44,11 @@ class Claims:
 
     @property
     def is_instructor(self) -> bool:
-        return self.role == "Instructor"
+        return self.role == Role.INSTRUCTOR
 
     @property
     def is_student(self) -> bool:
-        return self.role == "Student"
+        return self.role == Role.STUDENT
 
 
 class TokenIssuer:

@@ -12,11 +12,9 @@ from gateway.bodies import Body, RequestModel, openapi_body
 from gateway.responses import iso
 from gateway.routers.ops import backends
 from libs.errors import Unauthenticated
+from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 
 router = APIRouter(prefix="/api", tags=["auth"])
-
-ROLE_TO_PROTO = {"Student": identity_pb2.ROLE_STUDENT, "Instructor": identity_pb2.ROLE_INSTRUCTOR}
-PROTO_TO_ROLE = {value: key for key, value in ROLE_TO_PROTO.items()}
 
 
 class RegisterBody(RequestModel):

@@ -7,15 +7,10 @@ from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
+from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 from libs.tokens import JwksFile, TokenVerifier
 from services.identity.accounts import Accounts
 from services.identity.store import UserRow
-
-ROLE_TO_PROTO = {
-    "Student": identity_pb2.ROLE_STUDENT,
-    "Instructor": identity_pb2.ROLE_INSTRUCTOR,
-}
-PROTO_TO_ROLE = {value: key for key, value in ROLE_TO_PROTO.items()}
 
 PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks"})
 

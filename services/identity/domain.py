@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from enum import StrEnum
 
 from email_validator import EmailNotValidError, validate_email
 
 from libs.errors import NON_FIELD, FieldErrorCollector
+from libs.roles import Role
 
 EMAIL_MAX = 254
 FULL_NAME_MAX = 255
@@ -16,11 +16,6 @@ PASSWORD_MIN = 8
 # argon2 hashes any length, but an unbounded password is a cheap way to burn our CPU.
 PASSWORD_MAX = 128
 REQUIRED = "This field is required."
-
-
-class Role(StrEnum):
-    STUDENT = "Student"
-    INSTRUCTOR = "Instructor"
 
 
 @dataclass(frozen=True)
