@@ -9,9 +9,8 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 
 from gateway.errors import ApiError
+from libs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from libs.paging import PageRequest, page_request
 from libs.tokens import Claims
 from services.catalog import domain
 from services.catalog.courses import instructor_name
@@ -199,13 +200,13 @@ def test_update_mask_accepts_known_fields_in_a_stable_order() -> None:
     [(0, 0, 0, 20), (1, 20, 0, 20), (3, 10, 20, 10), (2, 100, 100, 100)],
 )
 def test_page_request(page: int, size: int, offset: int, limit: int) -> None:
-    assert domain.page_request(page, size) == domain.PageRequest(offset=offset, limit=limit)
+    assert page_request(page, size) == PageRequest(offset=offset, limit=limit)
 
 
 @pytest.mark.parametrize(("page", "size", "field"), [(-1, 10, "page"), (1, 101, "page_size")])
 def test_page_request_bounds(page: int, size: int, field: str) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        domain.page_request(page, size)
+        page_request(page, size)
     assert list(caught.value.field_errors) == [field]
 
 

@@ -9,6 +9,7 @@ from courseplatform.events.v1 import events_pb2
 
 from libs import streams
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from libs.paging import page_request
 from libs.tokens import Claims
 from services.learning.domain import (
     CatalogCourse,
@@ -20,7 +21,6 @@ from services.learning.domain import (
     completion_percentage,
     first_open_before,
     in_step,
-    page_request,
     require_course_id,
     require_id,
     require_student,

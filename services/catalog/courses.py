@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.paging import page_request
 from libs.tokens import Claims
 from services.catalog import store
 from services.catalog.domain import (
@@ -33,7 +34,6 @@ from services.catalog.domain import (
     list_scope,
     order_taken,
     orders_taken,
-    page_request,
     parse_update_mask,
     visible,
 )

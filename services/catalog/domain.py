@@ -32,8 +32,6 @@ LESSON_CONTENT_MAX = 100_000
 ORDER_MIN = 1
 ORDER_MAX = 2**31 - 1  # proto int32
 MAX_BULK_LESSONS = 500
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 # Bound on `course_ids` filters from internal callers: one SQL array, not an unbounded list.
 MAX_FILTER_IDS = 1000
 
@@ -270,24 +268,6 @@ def parse_update_mask(paths: Sequence[str], allowed: Sequence[str]) -> tuple[str
 
 
 # --- paging and filters ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    offset: int
-    limit: int
-
-
-def page_request(page: int, page_size: int) -> PageRequest:
-    """1-based page and 1..100 page size; zero means the default (proto3 cannot say 'unset')."""
-    errors = FieldErrorCollector()
-    if page < 0:
-        errors.add("page", "Ensure this value is greater than or equal to 1.")
-    if page_size < 0 or page_size > MAX_PAGE_SIZE:
-        errors.add("page_size", f"Ensure this value is between 1 and {MAX_PAGE_SIZE}.")
-    errors.raise_if_any()
-    size = page_size or DEFAULT_PAGE_SIZE
-    return PageRequest(offset=(max(page, 1) - 1) * size, limit=size)
 
 
 def clean_id_filter(ids: Sequence[int], field: str) -> tuple[int, ...] | None:

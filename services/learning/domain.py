@@ -21,8 +21,6 @@ PROGRESS_NOT_FOUND = "Progress not found."
 ONE_WAY = "A completed lesson cannot be marked as not completed."
 COURSE_GONE = "This lesson's course is no longer available."
 
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
 _HUNDRED = Decimal(100)
 _CENTS = Decimal("0.01")
@@ -69,16 +67,6 @@ class Summary:
         return self.total_lessons > 0 and self.completed_lessons == self.total_lessons
 
 
-@dataclass(frozen=True)
-class PageRequest:
-    page: int
-    page_size: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.page_size
-
-
 def require_student(claims: Claims) -> None:
     if not claims.is_student:
         raise PermissionDenied(STUDENTS_ONLY)
@@ -95,19 +83,6 @@ def require_id(value: int, what: str) -> int:
     if value <= 0:
         raise NotFound(what)
     return value
-
-
-def page_request(page: int, page_size: int) -> PageRequest:
-    """Proto paging: 0 means the default; out-of-range values are the caller's mistake."""
-    page = page or 1
-    page_size = page_size or DEFAULT_PAGE_SIZE
-    if page < 1:
-        raise InvalidArgument.on_field("page", "A page number starts at 1.")
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise InvalidArgument.on_field(
-            "page_size", f"Ensure this value is between 1 and {MAX_PAGE_SIZE}."
-        )
-    return PageRequest(page=page, page_size=page_size)
 
 
 def completion_percentage(completed: int, total: int) -> float:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from libs.db import transaction
 from libs.errors import FailedPrecondition, NotFound, Unavailable
 from libs.logging import get_logger
+from libs.paging import page_request
 from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
@@ -21,7 +22,6 @@ from services.learning.domain import (
     ENROLLMENT_NOT_FOUND,
     LessonState,
     Summary,
-    page_request,
     require_course_id,
     require_id,
     require_student,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
+from libs.paging import page_request
 from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
@@ -25,7 +26,6 @@ from services.learning.domain import (
     after_completing,
     check_can_complete,
     check_completed_change,
-    page_request,
     require_id,
     require_student,
 )

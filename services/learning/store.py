@@ -16,8 +16,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import schema_metadata
+from libs.paging import PageRequest
 from services.learning import SCHEMA
-from services.learning.domain import CatalogLesson, LessonState, PageRequest
+from services.learning.domain import CatalogLesson, LessonState
 
 # Channel the outbox relay LISTENs on; a committed outbox insert NOTIFYs it.
 OUTBOX_CHANNEL = "learning_outbox"
@@ -238,7 +239,7 @@ async def list_enrollments(
         sa.select(*_ENROLLMENT_COLUMNS)
         .where(mine)
         .order_by(enrollments.c.enrolled_at.desc(), enrollments.c.id.desc())
-        .limit(page.page_size)
+        .limit(page.limit)
         .offset(page.offset)
     )
     return [_enrollment(row) for row in await session.execute(statement)], int(total or 0)
@@ -443,7 +444,7 @@ async def list_progress(
             lesson_progress.c.lesson_order,
             lesson_progress.c.lesson_id,
         )
-        .limit(page.page_size)
+        .limit(page.limit)
         .offset(page.offset)
     )
     return [_progress(row) for row in await session.execute(statement)], int(total or 0)
