@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import ColumnElement, MetaData, event, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -33,6 +33,15 @@ NAMING_CONVENTION = {
 
 def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def clock_now() -> ColumnElement:
+    """The time the statement runs (`clock_timestamp()`): for every time written under a lock.
+
+    `now()` is when the transaction began; one that waited on a lock would stamp a time earlier
+    than the transaction it waited for, and timestamps would contradict the order of events.
+    """
+    return func.clock_timestamp()
 
 
 def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
