@@ -118,7 +118,7 @@ async def rpc_error_response(_: Request, exc: Exception) -> OrjsonResponse:
     if status not in SERVICE_DECIDED:
         # Transport-level failures (gRPC's own RESOURCE_EXHAUSTED, timeouts, crashes) say things
         # about our internals: they are logged, never shown.
-        log.warning("backend call failed", code=failure.code.name, detail=failure.message)
+        log.warning("backend call failed", grpc_status=failure.code.name, detail=failure.message)
         return error_response(status, HTTP_MESSAGES.get(status, HTTP_MESSAGES[500]))
     return error_response(status, failure.message, failure.field_errors)
 

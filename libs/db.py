@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import ColumnElement, MetaData, event, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from libs import sql_counting
+from libs.health_watch import HealthProbe
 from libs.settings import Settings
 
 # Constraint names Alembic and the error mapping can rely on.
@@ -34,18 +35,53 @@ def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
+def clock_now() -> ColumnElement:
+    """The time the statement runs (`clock_timestamp()`): for every time written under a lock.
+
+    `now()` is when the transaction began; one that waited on a lock would stamp a time earlier
+    than the transaction it waited for, and timestamps would contradict the order of events.
+    """
+    return func.clock_timestamp()
+
+
 def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
     engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        # A pooled connection is tested on checkout and replaced when the server went away, and
+        # one that fails mid-statement is invalidated and discarded: after an outage the pool
+        # reconnects by itself.
         pool_pre_ping=True,
-        connect_args={"application_name": application_name},
+        connect_args={
+            "application_name": application_name,
+            "connect_timeout": settings.db_connect_timeout_s,
+        },
     )
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
         sql_counting.enable()
     return engine
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raises unless the database answers `SELECT 1`."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+def database_probe(engine: AsyncEngine, settings: Settings) -> HealthProbe:
+    """The health probe of a service whose calls need this database."""
+
+    async def check() -> None:
+        await ping(engine)
+
+    return HealthProbe(
+        "postgresql",
+        check,
+        interval_s=settings.health_check_interval_s,
+        timeout_s=settings.health_check_timeout_s,
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -18,8 +18,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from libs import call_context, sql_counting
-from libs.errors import DomainError, Unauthenticated
+from libs import call_context, grpc_malformed, health_watch, outages, sql_counting
+from libs.errors import DomainError, Unauthenticated, Unavailable
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
 from libs.tokens import TokenVerifier
@@ -41,10 +41,14 @@ class ServiceDefinition:
     background_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Called after the server stopped serving (close pools, flush).
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # What the server's gRPC health follows (its database); None: SERVING while it runs.
+    health_probe: health_watch.HealthProbe | None = None
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps each unary call of the service: request id, token check, error translation, log."""
+    """Wraps each unary call of the service: malformed-request check, request id, token check,
+    error translation (outages become UNAVAILABLE), log. Other methods of the server (health,
+    reflection) get the malformed-request check only."""
 
     def __init__(self, definition: ServiceDefinition, verifier: TokenVerifier) -> None:
         self._prefix = f"/{definition.full_name}/"
@@ -58,8 +62,10 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method_path: str = handler_call_details.method  # type: ignore[attr-defined]
-        if handler is None or not method_path.startswith(self._prefix):
+        if handler is None:
             return handler
+        if not method_path.startswith(self._prefix):
+            return grpc_malformed.guard(handler)
         if not handler.unary_unary:
             # Only unary calls get the token check below; a streaming method of the service
             # would run unchecked, so it is refused (UNIMPLEMENTED) until this learns streams.
@@ -68,7 +74,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
         behavior = self._wrap(method, handler.unary_unary)
         return grpc.unary_unary_rpc_method_handler(
             behavior,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=grpc_malformed.tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -92,6 +98,9 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             user_id: int | None = None
             try:
+                if request is grpc_malformed.MALFORMED:  # decided before the token and handler
+                    code = grpc.StatusCode.INVALID_ARGUMENT
+                    await grpc_malformed.refuse(context)
                 if needs_token:
                     token = call_context.bearer_token(
                         metadata.get(call_context.AUTHORIZATION_HEADER)
@@ -116,6 +125,14 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                 if context.code() not in (None, grpc.StatusCode.OK):
                     code = context.code()  # the servicer aborted on purpose
                     raise
+                if outages.is_outage(error):
+                    # The database or Redis is unreachable: the caller may retry (503), and one
+                    # short line is enough; the health watch reports the outage too.
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning(
+                        "dependency unavailable", method=method, error=outages.describe(error)
+                    )
+                    await abort_with(context, Unavailable())
                 code = grpc.StatusCode.INTERNAL
                 log.exception("unhandled error", method=method, error=repr(error))
                 await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
@@ -123,7 +140,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                 log.info(
                     "rpc",
                     method=method,
-                    code=code.name,
+                    grpc_status=code.name,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     user_id=user_id,
                 )
@@ -166,6 +183,9 @@ class GrpcServer:
         await self._health.set("", serving)
         await self._health.set(self.definition.full_name, serving)
         self._tasks = [asyncio.create_task(job()) for job in self.definition.background_tasks]
+        if (probe := self.definition.health_probe) is not None:
+            watching = health_watch.watch(probe, self._health, [self.definition.full_name])
+            self._tasks.append(asyncio.create_task(watching))
         log.info("serving", service=self.definition.full_name, port=self.port)
         return self.port
 

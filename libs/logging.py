@@ -1,13 +1,56 @@
-"""Structured logs: one JSON object per line, with the request id of the call being served."""
+"""Structured logs: one JSON object per line, with the request id of the call being served.
+
+One policy for every process, applied to structlog events and stdlib records alike:
+- exceptions carry their type, message and traceback frames, never frame locals (locals held
+  the caller's claims and bearer token);
+- secrets are redacted by one processor (`redact`): values of keys that name a secret, and
+  anything shaped like a bearer token or a JWT inside any string;
+- a line is bounded: long strings are cut and a traceback keeps at most `MAX_FRAMES` frames.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from libs import call_context
+
+REDACTED = "[redacted]"
+# Keys whose values are secrets wherever they appear (compared lower-cased, "-" as "_").
+SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "token",
+        "access",
+        "access_token",
+        "refresh",
+        "refresh_token",
+        "password",
+        "password_confirm",
+        "current_password",
+        "new_password",
+        "code",
+        "reset_code",
+        "secret",
+        "cookie",
+        "set_cookie",
+        "smtp_password",
+    }
+)
+# A bearer credential or a JWT (three base64url parts, the first one a JSON object) in any text.
+_SECRET_TEXT = re.compile(
+    r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?"
+)
+# Bounds that keep one line small (the old unbounded lines reached ~26 KB).
+MAX_STRING_CHARS = 1000
+MAX_FRAMES = 12
+MAX_ITEMS = 50
 
 
 def _add_request_id(_: object, __: str, event: dict) -> dict:
@@ -15,6 +58,47 @@ def _add_request_id(_: object, __: str, event: dict) -> dict:
     if request_id and "request_id" not in event:
         event["request_id"] = request_id
     return event
+
+
+def _is_secret_key(key: object) -> bool:
+    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_TEXT.sub(REDACTED, text)
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    """`value` with secrets redacted and sizes bounded, recursively through dicts and lists."""
+    if isinstance(value, str):
+        text = redact_text(value)
+        if len(text) > MAX_STRING_CHARS:
+            cut = len(text) - MAX_STRING_CHARS
+            text = f"{text[:MAX_STRING_CHARS]}...[{cut} more chars]"
+        return text
+    if depth > 6:
+        return "[nested too deep]"
+    if isinstance(value, dict):
+        items = list(value.items())[:MAX_ITEMS]
+        return {
+            key: REDACTED if _is_secret_key(key) else _clean(item, depth + 1) for key, item in items
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_clean(item, depth + 1) for item in list(value)[:MAX_ITEMS]]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _clean(repr(value), depth)  # anything else is logged as its (redacted) repr
+
+
+def redact(_: object, __: str, event: dict) -> dict:
+    """The one redaction processor: runs last before rendering, over every field."""
+    return {key: REDACTED if _is_secret_key(key) else _clean(value) for key, value in event.items()}
+
+
+# Type, message and frames (file, line, function) of an exception, without locals.
+_format_exceptions = structlog.processors.ExceptionRenderer(
+    ExceptionDictTransformer(show_locals=False, max_frames=MAX_FRAMES, use_rich=False)
+)
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
@@ -28,22 +112,20 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[
-            *shared,
-            structlog.processors.dict_tracebacks,
-            renderer,
-        ],
+        processors=[*shared, _format_exceptions, redact, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
-    # Route stdlib logging (uvicorn, grpc, sqlalchemy warnings) through the same renderer.
+    # Route stdlib logging (uvicorn, grpc, sqlalchemy warnings) through the same policy.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _format_exceptions,
+                redact,
                 renderer,
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

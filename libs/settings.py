@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 10
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A connection attempt to PostgreSQL gives up after this (libpq connect_timeout, >= 2).
+    db_connect_timeout_s: int = 5
+    # gRPC health follows the database: `SELECT 1` this often, NOT_SERVING when it fails or
+    # takes longer than the timeout (libs/health_watch.py).
+    health_check_interval_s: float = 2.0
+    health_check_timeout_s: float = 1.0
 
     # Where each gRPC service listens, and where clients find it.
     identity_port: int = 50051

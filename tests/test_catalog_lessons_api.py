@@ -346,7 +346,7 @@ async def test_another_instructors_draft_lesson_is_hidden(
     )
 
 
-async def test_student_sees_no_lessons_of_courses_they_are_not_enrolled_in(
+async def test_student_lists_no_lessons_of_courses_they_are_not_enrolled_in(
     client: httpx.AsyncClient, instructor: User, student: User
 ) -> None:
     course_id = await create_course(client, instructor, publish=True)
@@ -355,9 +355,9 @@ async def test_student_sees_no_lessons_of_courses_they_are_not_enrolled_in(
         response = await client.get(url, headers=student.headers)
         assert response.status_code == 200, response.text
         assert course_id not in {x["course"] for x in response.json()["results"]}
-    assert_error_body(
-        await client.get(f"/api/lessons/{lesson['id']}/", headers=student.headers), 404
-    )
+    # Read by id it is the published course's content, public to signed-in users.
+    by_id = await client.get(f"/api/lessons/{lesson['id']}/", headers=student.headers)
+    assert by_id.status_code == 200 and by_id.json() == lesson
     # The published course itself (with its syllabus) stays visible to students.
     course = await client.get(f"/api/courses/{course_id}/", headers=student.headers)
     assert course.status_code == 200 and course.json()["lesson_count"] == 1

@@ -30,7 +30,7 @@ from services.catalog.domain import (
     ensure_enrollable,
     ensure_owner,
     ensure_publishable,
-    is_visible,
+    is_lesson_readable,
     list_scope,
     order_taken,
     orders_taken,
@@ -159,7 +159,7 @@ class Catalog:
     async def get_lesson(self, caller: Claims, lesson_id: int) -> LessonRow:
         async with self._sessions() as session:
             found = await store.lesson_by_id(session, lesson_id)
-        if found is None or not is_visible(found[1], caller):
+        if found is None or not is_lesson_readable(found[1], caller):
             raise NotFound(LESSON_NOT_FOUND)
         return found[0]
 

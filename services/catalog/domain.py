@@ -98,6 +98,13 @@ def visible(course: C | None, caller: Claims, not_found: str = COURSE_NOT_FOUND)
     return course
 
 
+def is_lesson_readable(course: OwnedCourse, caller: Claims) -> bool:
+    """A lesson is readable by id exactly when its course is visible: published lesson content
+    is public to every signed-in user (the course nests it anyway), on REST and gRPC alike.
+    Lesson lists are narrower views of what is readable (see `list_scope`)."""
+    return is_visible(course, caller)
+
+
 def ensure_owner(course: OwnedCourse, caller: Claims) -> None:
     """Only a course's instructor changes it or its lessons (checked after `visible`)."""
     if course.instructor_id != caller.user_id:
@@ -116,9 +123,11 @@ def ensure_enrollable(course: OwnedCourse) -> None:
 
 @dataclass(frozen=True)
 class ListScope:
-    """Which courses a caller's listings draw from.
+    """Which courses a caller's listings (of courses and of lessons) draw from.
 
-    Instructors list their own courses (any status); everyone else lists published courses.
+    Instructors list their own courses (any status); everyone else lists published courses,
+    narrowed by the caller's `course_ids` filter (the gateway passes a student's enrolled
+    courses there). A list never holds a lesson that `is_lesson_readable` would refuse.
     """
 
     instructor_id: int | None

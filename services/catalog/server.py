@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
-from libs.db import create_engine, session_factory
+from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
@@ -24,7 +24,10 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
 
     # Every method needs an access token: visibility follows from the caller's claims alone.
     definition = ServiceDefinition(
-        full_name=SERVICE_NAME, register=register, on_stop=engine.dispose
+        full_name=SERVICE_NAME,
+        register=register,
+        on_stop=engine.dispose,
+        health_probe=database_probe(engine, settings),
     )
     return GrpcServer(
         definition,

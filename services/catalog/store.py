@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import schema_metadata
+from libs.db import clock_now, schema_metadata
 from services.catalog import SCHEMA
 from services.catalog.domain import CourseStatus, ListScope, NewLesson
 
@@ -223,7 +223,7 @@ async def update_course(session: AsyncSession, course_id: int, values: dict[str,
     statement = (
         sa.update(courses)
         .where(courses.c.id == course_id)
-        .values(**values, updated_at=sa.func.now())
+        .values(**values, updated_at=clock_now())
         .returning(*_COURSE_COLUMNS)
     )
     return _course((await session.execute(statement)).one())
@@ -235,8 +235,8 @@ async def publish_course(session: AsyncSession, course_id: int) -> CourseRow:
         .where(courses.c.id == course_id)
         .values(
             status=CourseStatus.PUBLISHED.value,
-            published_at=sa.func.now(),
-            updated_at=sa.func.now(),
+            published_at=clock_now(),
+            updated_at=clock_now(),
         )
         .returning(*_COURSE_COLUMNS)
     )
@@ -245,7 +245,7 @@ async def publish_course(session: AsyncSession, course_id: int) -> CourseRow:
 
 async def soft_delete_course(session: AsyncSession, course_id: int) -> None:
     """The course and its live lessons get one deletion time, in the caller's transaction."""
-    now = sa.func.now()
+    now = await session.scalar(sa.select(clock_now()))
     await session.execute(
         sa.update(lessons)
         .where(lessons.c.course_id == course_id, lessons.c.deleted_at.is_(None))
@@ -393,7 +393,7 @@ async def update_lesson(
     statement = (
         sa.update(lessons)
         .where(lessons.c.id == lesson_id)
-        .values(**columns, updated_at=sa.func.now())
+        .values(**columns, updated_at=clock_now())
         .returning(*_LESSON_COLUMNS)
     )
     try:
@@ -406,7 +406,7 @@ async def update_lesson(
 
 async def soft_delete_lesson(session: AsyncSession, lesson_id: int) -> None:
     await session.execute(
-        sa.update(lessons).where(lessons.c.id == lesson_id).values(deleted_at=sa.func.now())
+        sa.update(lessons).where(lessons.c.id == lesson_id).values(deleted_at=clock_now())
     )
 
 

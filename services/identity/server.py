@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
-from libs.db import create_engine, session_factory
+from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key
@@ -33,6 +33,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         register=register,
         public_methods=PUBLIC_METHODS,
         on_stop=engine.dispose,
+        health_probe=database_probe(engine, settings),
     )
     return GrpcServer(
         definition,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
-from libs.db import create_engine, session_factory
+from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
@@ -41,6 +41,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         register=register,
         background_tasks=[relay.run],
         on_stop=on_stop,
+        health_probe=database_probe(engine, settings),
     )
     return GrpcServer(
         definition,

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import schema_metadata
+from libs.db import clock_now, schema_metadata
 from libs.paging import PageRequest
 from services.learning import SCHEMA
 from services.learning.domain import CatalogLesson, LessonState
@@ -270,7 +270,7 @@ async def refresh_course_titles(session: AsyncSession, titles: Mapping[int, str]
             enrollments.c.id == current.c.enrollment_id,
             enrollments.c.course_title != current.c.course_title,
         )
-        .values(course_title=current.c.course_title, updated_at=sa.func.now())
+        .values(course_title=current.c.course_title, updated_at=clock_now())
     )
 
 
@@ -284,7 +284,7 @@ async def complete_enrollments(
     statement = (
         sa.update(enrollments)
         .where(enrollments.c.id.in_(list(enrollment_ids)), enrollments.c.completed_at.is_(None))
-        .values(completed_at=sa.func.now(), updated_at=sa.func.now())
+        .values(completed_at=clock_now(), updated_at=clock_now())
         .returning(*_ENROLLMENT_COLUMNS)
     )
     return [_enrollment(row) for row in await session.execute(statement)]
@@ -338,7 +338,7 @@ async def reconcile(
             "lesson_title": upsert.excluded.lesson_title,
             "lesson_order": upsert.excluded.lesson_order,
             "removed_at": None,
-            "updated_at": sa.func.now(),
+            "updated_at": clock_now(),
         },
         # Unchanged rows are not rewritten.
         where=sa.or_(
@@ -364,7 +364,7 @@ async def reconcile(
                 still_there.c.lesson_id == row.lesson_id,
             ),
         )
-        .values(removed_at=sa.func.now(), updated_at=sa.func.now())
+        .values(removed_at=clock_now(), updated_at=clock_now())
     )
 
 
@@ -455,7 +455,7 @@ async def complete_progress(session: AsyncSession, progress_id: int) -> Progress
     statement = (
         sa.update(lesson_progress)
         .where(lesson_progress.c.id == progress_id, lesson_progress.c.completed.is_(False))
-        .values(completed=True, completed_at=sa.func.now(), updated_at=sa.func.now())
+        .values(completed=True, completed_at=clock_now(), updated_at=clock_now())
         .returning(*_PROGRESS_COLUMNS)
     )
     row = (await session.execute(statement)).one_or_none()
@@ -507,7 +507,7 @@ async def mark_published(session: AsyncSession, outbox_ids: Sequence[int]) -> No
     await session.execute(
         sa.update(outbox)
         .where(outbox.c.id.in_(list(outbox_ids)))
-        .values(published_at=sa.func.now(), attempts=outbox.c.attempts + 1, last_error=None)
+        .values(published_at=clock_now(), attempts=outbox.c.attempts + 1, last_error=None)
     )
 
 
