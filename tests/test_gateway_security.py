@@ -16,7 +16,7 @@ import pytest
 
 from gateway.security import inline_script_hashes
 from libs.settings import Settings
-from tests.conftest import TEST_PASSWORD, User, unique_email
+from tests.conftest import TEST_PASSWORD, User, assert_error_body, serve_asgi, unique_email
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -87,6 +87,24 @@ async def test_an_answer_from_the_backend_carries_them(
 ) -> None:
     response = await client.get("/api/users/me/", headers=student.headers)
     assert response.status_code == 200
+    assert_security_headers(response)
+
+
+async def test_a_500_carries_them_too(settings: Settings, services: dict[str, str]) -> None:
+    """Starlette answers an unhandled error outside the user middleware; the headers wrap
+    the whole stack."""
+    from gateway.app import create_app
+    from gateway.serving import uvicorn_options
+
+    app = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom/", boom)
+    async with serve_asgi(app, **uvicorn_options()) as url, httpx.AsyncClient(base_url=url) as http:
+        response = await http.get("/boom/")
+    assert_error_body(response, 500)
     assert_security_headers(response)
 
 
