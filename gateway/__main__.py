@@ -6,6 +6,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from gateway.app import create_app
+from gateway.serving import uvicorn_options
 from libs.logging import configure_logging
 from libs.settings import Settings
 
@@ -29,10 +30,10 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
-        http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        **uvicorn_options(),  # httptools with the contract's 400, no server banner
     )
 
 

@@ -10,10 +10,12 @@ from fastapi_offline import FastAPIOffline
 
 from gateway.backends import Backends
 from gateway.errors import install_error_handlers
+from gateway.methods import MethodsMiddleware
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
 from gateway.routers import auth, courses, enrollments, lessons, ops, progress
+from gateway.security import install_security_headers
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -50,7 +52,9 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (ops, auth, courses, lessons, enrollments, progress):
         app.include_router(module.router)
     install_contract_openapi(app)
+    app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
         app.add_middleware(SqlCountingMiddleware)
+    install_security_headers(app)
     return app

@@ -1,7 +1,8 @@
 """Request bodies: JSON or form-encoded, validated against a pydantic model.
 
 JSON is validated strictly (an id must be a JSON integer, a flag a JSON boolean); form bodies
-carry only strings, so they are validated leniently ("5" -> 5, "true" -> True). Unknown fields
+carry only strings, so they are validated leniently ("5" -> 5), except booleans, which are
+exactly "true" or "false". Unknown fields
 are rejected by name. Routes declare `body: Annotated[Model, Body(Model)]`; `openapi_body(Model)` documents
 the same model in the OpenAPI schema.
 """
@@ -20,7 +21,13 @@ from libs.errors import NON_FIELD
 
 M = TypeVar("M", bound=BaseModel)
 
+JSON_TYPE = "application/json"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+UNSUPPORTED_MEDIA_TYPE = (
+    "Unsupported media type: send application/json, application/x-www-form-urlencoded "
+    "or multipart/form-data."
+)
+NOT_A_BOOLEAN = "Must be true or false."
 READ_ONLY = "This field is read-only and cannot be changed."
 NULL_CHARACTER = "Null characters are not allowed."
 TOO_DEEP = "The request body is nested too deeply."
@@ -36,12 +43,18 @@ class RequestModel(BaseModel):
 
 
 async def read_body(request: Request) -> tuple[dict[str, Any], bool]:
-    """The body as a dict, and whether it came from a form."""
+    """The body as a dict, and whether it came from a form.
+
+    JSON needs its media type: a browser may send a cross-site `text/plain` (or untyped) POST
+    without asking, so a JSON body under any other type is 415, never parsed. Forms are
+    accepted as the contract says. No body and no type is an empty object."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in FORM_TYPES:
         form = await request.form()
         return {key: form.getlist(key)[-1] for key in form}, True
     raw = await request.body()
+    if content_type != JSON_TYPE and (content_type or raw):
+        raise ApiError(415, UNSUPPORTED_MEDIA_TYPE)
     if not raw.strip():
         return {}, False
     try:
@@ -59,6 +72,8 @@ def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M
     if nesting_depth(data) > MAX_DEPTH:
         raise ApiError(400, "Validation error", {NON_FIELD: [TOO_DEEP]})
     errors = null_character_errors(data)
+    if from_form:
+        data = form_booleans(model, data, errors)
     try:
         body = model.model_validate(data, strict=not from_form)
     except ValidationError as exc:
@@ -67,6 +82,27 @@ def validate_body(model: type[M], data: Mapping[str, Any], from_form: bool) -> M
     if errors:
         raise ApiError(400, "Validation error", errors)
     return body
+
+
+def form_booleans(
+    model: type[BaseModel], data: Mapping[str, Any], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    """Form values are text; a boolean field takes exactly `true` or `false` (pydantic's lax
+    mode would also take yes/on/1/...). Bad values are added to `errors`."""
+    converted = dict(data)
+    for name, field in model.model_fields.items():
+        value = data.get(name)
+        if not isinstance(value, str) or field.annotation not in (bool, bool | None):
+            continue
+        if value in _FORM_BOOLEANS:
+            converted[name] = _FORM_BOOLEANS[value]
+        else:
+            errors.setdefault(name, []).append(NOT_A_BOOLEAN)
+            converted[name] = False  # placeholder: the body is refused, with this one message
+    return converted
+
+
+_FORM_BOOLEANS = {"true": True, "false": False}
 
 
 def nesting_depth(value: Any) -> int:

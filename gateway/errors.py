@@ -45,6 +45,7 @@ HTTP_MESSAGES = {
     404: "Not found.",
     405: "Method not allowed.",
     413: "Request body is too large.",
+    415: "Unsupported media type.",
     429: "Too many requests.",
     499: "The request was cancelled.",
     500: "Internal server error.",

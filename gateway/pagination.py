@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from pydantic import BeforeValidator
 
 from gateway.errors import ApiError
+from gateway.fields import INT32_MAX
 from libs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-MAX_PAGE = 1_000_000
+# The protos carry a page as int32. A page beyond that is beyond the end of any list (it would
+# skip over 2 billion rows), so it is asked for as INT32_MAX and answered 404 like any page
+# past the end, whatever its number of digits.
+MAX_PAGE = INT32_MAX
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def _capped_page(value: object) -> object:
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        return min(int(digits), MAX_PAGE) if len(digits) <= len(str(MAX_PAGE)) else MAX_PAGE
+    return value
 
 
 @dataclass(frozen=True)
@@ -21,7 +35,7 @@ class PageParams:
 
 
 def page_params(
-    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    page: Annotated[int, BeforeValidator(_capped_page), Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
 ) -> PageParams:
     return PageParams(page=page, page_size=page_size)

@@ -31,3 +31,9 @@ def page_request(page: int, page_size: int) -> PageRequest:
     errors.raise_if_any()
     size = page_size or DEFAULT_PAGE_SIZE
     return PageRequest(offset=(max(page, 1) - 1) * size, limit=size)
+
+
+def past_the_end(offset: int, total: int) -> bool:
+    """Whether a page starting at `offset` holds nothing: its query is then skipped, so a page
+    far past the end costs the count alone, not an OFFSET scan over every matching row."""
+    return offset >= total

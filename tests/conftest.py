@@ -160,11 +160,18 @@ async def services(settings: Settings) -> AsyncIterator[dict[str, str]]:
 
 
 @asynccontextmanager
-async def serve_asgi(app: Any) -> AsyncIterator[str]:
-    """`app` under a real uvicorn server on a free loopback port; yields its base URL."""
+async def serve_asgi(app: Any, **options: Any) -> AsyncIterator[str]:
+    """`app` under a real uvicorn server on a free loopback port (`options`: more
+    uvicorn.Config arguments); yields its base URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -183,8 +190,9 @@ async def serve_asgi(app: Any) -> AsyncIterator[str]:
 @pytest.fixture(scope="session")
 async def gateway_url(settings: Settings, services: dict[str, str]) -> AsyncIterator[str]:
     from gateway.app import create_app
+    from gateway.serving import uvicorn_options
 
-    async with serve_asgi(create_app(settings)) as url:
+    async with serve_asgi(create_app(settings), **uvicorn_options()) as url:
         yield url
 
 

@@ -149,3 +149,22 @@ async def test_lesson_order_index_refuses_a_taken_order(
     with pytest.raises(store.OrderTaken):
         async with transaction(sessions) as session:
             await store.insert_lessons(session, course_id, [NewLesson("again", "c", 2)])
+
+
+async def test_page_past_the_end_costs_only_the_count(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    instructor_id = fresh_instructor_id()
+    await seed(sessions, instructor_id, 2, 1)
+    async with sessions() as session:
+        await session.connection()
+        with counting_statements(engine) as counter:
+            page, total = await store.list_courses(
+                session,
+                ListScope(instructor_id=instructor_id, published_only=False),
+                None,
+                offset=(2**31 - 2) * 100,  # page 2,147,483,647 of 100: no OFFSET scan
+                limit=100,
+            )
+    assert (page, total) == ([], 2)
+    assert counter.count == 1

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.auth import CurrentUser
 from gateway.bodies import Body, RequestModel, openapi_body
-from gateway.responses import iso
+from gateway.responses import OrjsonResponse, iso
 from gateway.routers.ops import backends
+from gateway.security import NO_STORE
 from libs.errors import Unauthenticated
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 
@@ -85,17 +86,18 @@ async def register_alias(
 
 
 @router.post("/auth/login/", summary="Log in", openapi_extra=openapi_body(LoginBody))
-async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -> dict[str, Any]:
+async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -> Response:
     reply = await backends(request).identity.Login(
         identity_pb2.LoginRequest(email=body.email, password=body.password)
     )
     user = user_json(reply.user)
-    return {
+    tokens = {
         "access": reply.access_token,
         "refresh": reply.refresh_token,
         "authorities": [user["role"]],
         **user,
     }
+    return OrjsonResponse(tokens, headers=NO_STORE)  # no cache may keep tokens
 
 
 @router.post(
@@ -103,13 +105,12 @@ async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -
     summary="Exchange a refresh token for a new access token (the refresh token rotates)",
     openapi_extra=openapi_body(RefreshBody),
 )
-async def refresh(
-    request: Request, body: Annotated[RefreshBody, Body(RefreshBody)]
-) -> dict[str, Any]:
+async def refresh(request: Request, body: Annotated[RefreshBody, Body(RefreshBody)]) -> Response:
     reply = await backends(request).identity.RefreshToken(
         identity_pb2.RefreshTokenRequest(refresh_token=body.refresh)
     )
-    return {"access": reply.access_token, "refresh": reply.refresh_token}
+    tokens = {"access": reply.access_token, "refresh": reply.refresh_token}
+    return OrjsonResponse(tokens, headers=NO_STORE)
 
 
 @router.post(

@@ -181,7 +181,7 @@ async def create_course(
 
 
 @router.get(
-    "/courses/{course_id}/",
+    "/courses/{course_id:id}/",
     summary="One course, with its lessons (404 when not visible to you)",
     responses={200: {"model": CourseOut}},
 )
@@ -213,7 +213,7 @@ async def _update_course(request: Request, course_id: int, body: CourseReadOnlyF
 
 
 @router.put(
-    "/courses/{course_id}/",
+    "/courses/{course_id:id}/",
     summary="Replace a course's writable fields (owner)",
     openapi_extra=openapi_body(CourseBody),
     responses={200: {"model": CourseOut}},
@@ -228,7 +228,7 @@ async def replace_course(
 
 
 @router.patch(
-    "/courses/{course_id}/",
+    "/courses/{course_id:id}/",
     summary="Change some of a course's writable fields (owner)",
     openapi_extra=openapi_body(CoursePatch, required=False),
     responses={200: {"model": CourseOut}},
@@ -242,7 +242,7 @@ async def patch_course(
     return await _update_course(request, course_id, body)
 
 
-@router.delete("/courses/{course_id}/", status_code=204, summary="Delete a course (owner)")
+@router.delete("/courses/{course_id:id}/", status_code=204, summary="Delete a course (owner)")
 async def delete_course(request: Request, _: Instructor, course_id: PathId) -> Response:
     await backends(request).catalog.DeleteCourse(
         catalog_pb2.DeleteCourseRequest(course_id=course_id)
@@ -258,7 +258,7 @@ async def _publish(request: Request, course_id: int) -> dict[str, str]:
 
 
 @router.post(
-    "/courses/{course_id}/publish/",
+    "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (owner); not a draft: 400 errors.status",
 )
 async def publish_course(request: Request, _: Instructor, course_id: PathId) -> dict[str, str]:
@@ -266,7 +266,7 @@ async def publish_course(request: Request, _: Instructor, course_id: PathId) -> 
 
 
 @router.patch(
-    "/courses/{course_id}/publish/",
+    "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (same as POST)",
 )
 async def publish_course_patch(

@@ -124,7 +124,7 @@ async def enroll(
 
 
 @router.get(
-    "/enrollments/{enrollment_id}/",
+    "/enrollments/{enrollment_id:id}/",
     summary="One of your enrollments with its progress figures",
     responses={200: {"model": EnrollmentDetailOut}},
 )

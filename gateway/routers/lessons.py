@@ -165,7 +165,7 @@ async def _get_lesson(request: Request, lesson_id: int) -> catalog_pb2.Lesson:
 
 
 @router.get(
-    "/lessons/{lesson_id}/",
+    "/lessons/{lesson_id:id}/",
     summary="One lesson: readable whenever its course is (published, or your own)",
     responses={200: {"model": LessonOut}},
 )
@@ -192,7 +192,7 @@ async def _update_lesson(request: Request, lesson_id: int, body: LessonReadOnlyF
 
 
 @router.put(
-    "/lessons/{lesson_id}/",
+    "/lessons/{lesson_id:id}/",
     summary="Replace a lesson's writable fields (course owner)",
     openapi_extra=openapi_body(LessonPut),
     responses={200: {"model": LessonOut}},
@@ -204,7 +204,7 @@ async def replace_lesson(
 
 
 @router.patch(
-    "/lessons/{lesson_id}/",
+    "/lessons/{lesson_id:id}/",
     summary="Change some of a lesson's writable fields (course owner)",
     openapi_extra=openapi_body(LessonPatch, required=False),
     responses={200: {"model": LessonOut}},
@@ -218,7 +218,9 @@ async def patch_lesson(
     return await _update_lesson(request, lesson_id, body)
 
 
-@router.delete("/lessons/{lesson_id}/", status_code=204, summary="Delete a lesson (course owner)")
+@router.delete(
+    "/lessons/{lesson_id:id}/", status_code=204, summary="Delete a lesson (course owner)"
+)
 async def delete_lesson(request: Request, _: Instructor, lesson_id: PathId) -> Response:
     await backends(request).catalog.DeleteLesson(
         catalog_pb2.DeleteLessonRequest(lesson_id=lesson_id)

@@ -125,7 +125,7 @@ async def _get_progress(request: Request, progress_id: int) -> learning_pb2.Prog
 
 
 @router.get(
-    "/progress/{progress_id}/",
+    "/progress/{progress_id:id}/",
     summary="One of your progress rows",
     responses={200: {"model": ProgressOut}},
 )
@@ -152,7 +152,7 @@ async def _update_progress(
 
 
 @router.put(
-    "/progress/{progress_id}/",
+    "/progress/{progress_id:id}/",
     summary="Complete a lesson: {completed: true} (lessons complete in order)",
     openapi_extra=openapi_body(ProgressPut),
     responses={200: {"model": ProgressOut}},
@@ -167,7 +167,7 @@ async def replace_progress(
 
 
 @router.patch(
-    "/progress/{progress_id}/",
+    "/progress/{progress_id:id}/",
     summary="Complete a lesson: {completed: true} (lessons complete in order)",
     openapi_extra=openapi_body(ProgressPatch, required=False),
     responses={200: {"model": ProgressOut}},
@@ -182,7 +182,7 @@ async def patch_progress(
 
 
 @router.post(
-    "/progress/{progress_id}/complete/",
+    "/progress/{progress_id:id}/complete/",
     summary="Complete a lesson (lessons complete in order); a completed one answers a message",
     responses={200: {"model": ProgressOut | AlreadyCompleted}},
 )

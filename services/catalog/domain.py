@@ -21,6 +21,7 @@ from libs.errors import (
     NotFound,
     PermissionDenied,
 )
+from libs.text import text_problem
 from libs.tokens import Claims
 
 COURSE_TITLE_MAX = 255
@@ -144,15 +145,19 @@ def list_scope(caller: Claims) -> ListScope:
 
 
 def _clean_text(
-    errors: FieldErrorCollector, field: str, value: str, limit: int, *, strip: bool = True
+    errors: FieldErrorCollector, field: str, value: str, limit: int, *, multiline: bool = False
 ) -> str:
-    cleaned = value.strip() if strip else value
+    """Single-line text is stripped; multi-line text (lesson content) keeps its whitespace,
+    it may be formatted."""
+    cleaned = value if multiline else value.strip()
     if "\x00" in value:
         errors.add(field, NUL)  # PostgreSQL text cannot hold NUL
     elif not cleaned.strip():
         errors.add(field, BLANK)
     elif len(cleaned) > limit:
         errors.add(field, too_long(limit))
+    elif problem := text_problem(cleaned, multiline=multiline):
+        errors.add(field, problem)
     return cleaned
 
 
@@ -193,8 +198,8 @@ def _collect_lesson_fields(
             cleaned[name] = _clean_order(errors, key, int(value))
         elif name == "title":
             cleaned[name] = _clean_text(errors, key, str(value), LESSON_TITLE_MAX)
-        else:  # content keeps its whitespace: it may be formatted text
-            cleaned[name] = _clean_text(errors, key, str(value), LESSON_CONTENT_MAX, strip=False)
+        else:
+            cleaned[name] = _clean_text(errors, key, str(value), LESSON_CONTENT_MAX, multiline=True)
     return cleaned
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import clock_now, schema_metadata
+from libs.paging import past_the_end
 from services.catalog import SCHEMA
 from services.catalog.domain import CourseStatus, ListScope, NewLesson
 
@@ -301,13 +302,15 @@ async def list_courses(
     """One page of courses (newest first) with all their lessons, and the total match count.
 
     Three statements whatever the page size or the number of lessons: count, page, lessons of
-    the page's courses (two when the page is empty).
+    the page's courses (two when the page is empty, one past the end).
     """
     conditions = _course_conditions(scope, ids)
     total = int(
         await session.scalar(sa.select(sa.func.count()).select_from(courses).where(*conditions))
         or 0
     )
+    if past_the_end(offset, total):
+        return [], total
     page = (
         sa.select(*_COURSE_COLUMNS)
         .where(*conditions)
@@ -444,5 +447,7 @@ async def list_lessons(
     total = int(
         await session.scalar(sa.select(sa.func.count()).select_from(joined).where(*conditions)) or 0
     )
+    if past_the_end(offset, total):
+        return [], total
     page = statement.offset(offset).limit(limit)
     return [_lesson(row) for row in (await session.execute(page)).all()], total

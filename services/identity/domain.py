@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
 
 from libs.errors import NON_FIELD, FieldErrorCollector
 from libs.roles import Role
+from libs.text import text_problem
 
 EMAIL_MAX = 254
 FULL_NAME_MAX = 255
@@ -52,10 +52,10 @@ def validate_registration(
         errors.add("full_name", REQUIRED)
     elif len(full_name) > FULL_NAME_MAX:
         errors.add("full_name", f"Ensure this field has no more than {FULL_NAME_MAX} characters.")
-    elif any(unicodedata.category(char) == "Cc" for char in full_name):
-        # A name goes into emails and logs; control characters (NUL, newlines) have no place
-        # there, and PostgreSQL cannot even store NUL.
-        errors.add("full_name", "Control characters are not allowed.")
+    elif problem := text_problem(full_name):
+        # A name goes into emails and logs; control characters (NUL, newlines) and bidi
+        # overrides have no place there, and PostgreSQL cannot even store NUL.
+        errors.add("full_name", problem)
 
     parsed_role: Role | None = None
     if not role:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import clock_now, schema_metadata
-from libs.paging import PageRequest
+from libs.paging import PageRequest, past_the_end
 from services.learning import SCHEMA
 from services.learning.domain import CatalogLesson, LessonState
 
@@ -235,6 +235,8 @@ async def list_enrollments(
 ) -> tuple[list[EnrollmentRow], int]:
     mine = enrollments.c.student_id == student_id
     total = await session.scalar(sa.select(sa.func.count()).select_from(enrollments).where(mine))
+    if past_the_end(page.offset, total or 0):
+        return [], int(total or 0)
     statement = (
         sa.select(*_ENROLLMENT_COLUMNS)
         .where(mine)
@@ -438,6 +440,8 @@ async def list_progress(
     if enrollment_id is not None:
         visible = visible.where(lesson_progress.c.enrollment_id == enrollment_id)
     total = await session.scalar(sa.select(sa.func.count()).select_from(visible.subquery()))
+    if past_the_end(page.offset, total or 0):
+        return [], int(total or 0)
     statement = (
         visible.order_by(
             lesson_progress.c.enrollment_id,
