@@ -206,8 +206,12 @@ def test_every_env_var_the_platform_containers_get_is_a_settings_field(overlay: 
     for name, workload in workloads(overlay).items():
         for container in all_containers(pod_spec(workload)):
             if is_platform_image(container["image"]):
-                unknown = set(env_of(overlay, container)) - SETTINGS_FIELDS
+                env = env_of(overlay, container)
+                unknown = set(env) - SETTINGS_FIELDS
                 assert not unknown, f"{name}/{container['name']}: not Settings fields: {unknown}"
+                # And every literal value parses as its field's type.
+                literals = {k.lower(): v for k, v in env.items() if isinstance(v, str)}
+                Settings(**literals)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
