@@ -22,6 +22,10 @@ COPY services ./services
 COPY gateway ./gateway
 RUN pip install --no-cache-dir . && rm -rf build
 COPY --from=build /gen ./libs/generated
-RUN useradd --system --uid 10001 app && mkdir -p /keys /mail && chown app /keys /mail
-USER app
+# A numeric user and group, 10001:10001, so Kubernetes can check runAsNonRoot and the manifests'
+# runAsUser/runAsGroup/fsGroup match (deploy/kubernetes). Nothing writes outside /keys, /mail and
+# /tmp (PYTHONDONTWRITEBYTECODE), so the root filesystem can be read-only.
+RUN groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid 10001 app \
+ && mkdir -p /keys /mail && chown app:app /keys /mail
+USER 10001:10001
 CMD ["python", "-m", "gateway"]

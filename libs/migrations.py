@@ -2,12 +2,14 @@
 
 `run_env(schema, metadata)` is the whole body of each service's migrations/env.py;
 `upgrade(database_url, service)` applies one service's history (used by `make migrate`,
-the dev launcher and the tests).
+the dev launcher and the tests); `python -m libs.migrations SERVICE...` applies some to
+DATABASE_URL (the Kubernetes init containers).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from alembic import command, context
@@ -52,3 +54,31 @@ def run_env(schema: str, metadata: MetaData) -> None:
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m libs.migrations SERVICE...`: apply those services' migrations to DATABASE_URL.
+
+    What each Kubernetes pod's init container runs, before the service starts; unlike
+    `make migrate` it never starts an embedded server.
+    """
+    import argparse
+
+    from libs.settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m libs.migrations")
+    parser.add_argument("services", nargs="+", metavar="SERVICE")
+    args = parser.parse_args(argv)
+    for service in args.services:
+        spec = importlib.util.find_spec(f"services.{service}") if service.isidentifier() else None
+        origin = Path(spec.origin) if spec and spec.origin else None
+        if origin is None or not (origin.parent / "migrations").is_dir():
+            parser.exit(2, f"error: {service!r} is not a service with migrations\n")
+    database_url = Settings().database_url
+    for service in args.services:
+        upgrade(database_url, service)
+        print(f"migrated {service}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
