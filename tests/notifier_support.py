@@ -179,6 +179,9 @@ def fast_settings(base: Settings, catcher: MailCatcher | None = None, **override
         "smtp_port": catcher.port if catcher is not None else 25,
         "smtp_timeout_s": 2.0,
         "notifier_reclaim_idle_ms": 300,
+        # Longer than the idle time (a takeover then waits a few reclaim rounds), so that a
+        # loaded test machine missing a renewal or two never lets a live sender's claim lapse.
+        "notifier_lease_s": 1.0,
         "notifier_retry_backoff_s": 0.02,
         "notifier_retries_per_delivery": 1,
         "notifier_max_attempts": 5,
