@@ -174,7 +174,8 @@ class NotifierApp:
             title="courseplatform notifier",
             version=VERSION,
             description=(
-                "Emails each student who completes a course, exactly once. Reads the "
+                "Emails each student who completes a course, once (at least once in a small "
+                "window, with the same Message-ID: see docs/notifier.md). Reads the "
                 f"course-completed stream with consumer group `{group}`; entries are Redis "
                 f"stream fields `{FIELD_EVENT}` (binary protobuf), `{FIELD_EVENT_ID}`, "
                 f"`{FIELD_TYPE}`, not JSON."
