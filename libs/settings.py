@@ -78,8 +78,11 @@ class Settings(BaseSettings):
     mail_from: str = "Course Platform <no-reply@courseplatform.local>"
     mail_dir: Path = DATA_DIR / "mail"
     notifier_consumer: str | None = Field(default=None, description="consumer name in the group")
-    notifier_max_attempts: int = 5
-    notifier_reclaim_idle_ms: int = 60_000
+    # 20 deliveries, one per reclaim idle time: an SMTP outage of ~5 min before dead letters.
+    notifier_max_attempts: int = 20
+    # Reclaim idle 15 s and lease 10 s (renewed every third): a dead notifier's mail is taken
+    # over within ~19 s; see docs/notifier.md "A notifier that dies".
+    notifier_reclaim_idle_ms: int = 15_000
     notifier_health_port: int = 8001
     notifier_health_host: str = "127.0.0.1"
     # Quick retries inside one delivery (exponential backoff from this base) before the message
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
     notifier_retries_per_delivery: int = 2
     # How long a SIGTERM'd notifier lets the mail in flight finish.
     notifier_shutdown_grace_s: float = 30.0
+    notifier_lease_s: float = 10.0
+    # How long recording `sent` after SMTP accepted is retried through a database outage.
+    notifier_record_sent_retry_s: float = 30.0
 
     # Outbox relay
     outbox_poll_interval_s: float = 1.0

@@ -48,7 +48,10 @@ class MailCatcher:
     """An SMTP server on a loopback port, run by aiosmtpd in its own thread of this process.
 
     `refuse` maps a recipient to the SMTP reply its RCPT TO gets (e.g. "550 no such user");
-    `data_delay_s` makes DATA slow, to observe a mail in flight.
+    `data_delay_s` makes DATA slow, to observe a mail in flight; `hold_next` delays the reply to
+    the next DATA or QUIT once. A mail counts as accepted when its 250 to DATA is about to go
+    out: a client that disconnects while DATA is delayed cancels it (aiosmtpd cancels the
+    handler on EOF), as a real server's reply it never read. `on_accept` runs right before.
     """
 
     port: int = field(default_factory=free_port)
@@ -56,10 +59,29 @@ class MailCatcher:
     data_delay_s: float = 0.0
     mails: list[ReceivedMail] = field(default_factory=list)
     data_started: threading.Event = field(default_factory=threading.Event)
+    data_count: int = 0  # transactions that reached DATA
+    on_accept: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._controller: Controller | None = None
+        self._holds: dict[str, tuple[float, threading.Event]] = {}
+
+    def hold_next(self, command: str, seconds: float) -> threading.Event:
+        """Delay the reply to the next `command` ("DATA" or "QUIT"); the event is set when the
+        hold begins."""
+        started = threading.Event()
+        with self._lock:
+            self._holds[command] = (seconds, started)
+        return started
+
+    async def _hold(self, command: str) -> None:
+        with self._lock:
+            hold = self._holds.pop(command, None)
+        if hold is not None:
+            seconds, started = hold
+            started.set()
+            await asyncio.sleep(seconds)
 
     def start(self) -> MailCatcher:
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -80,14 +102,23 @@ class MailCatcher:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            self.data_count += 1
         self.data_started.set()
         if self.data_delay_s:
             await asyncio.sleep(self.data_delay_s)
+        await self._hold("DATA")
+        if self.on_accept is not None:
+            self.on_accept()
         message = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self._lock:
             self.mails.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._hold("QUIT")
+        return "221 Bye"
 
     def to(self, address: str) -> list[ReceivedMail]:
         with self._lock:
@@ -179,6 +210,9 @@ def fast_settings(base: Settings, catcher: MailCatcher | None = None, **override
         "smtp_port": catcher.port if catcher is not None else 25,
         "smtp_timeout_s": 2.0,
         "notifier_reclaim_idle_ms": 300,
+        # Longer than the idle time (a takeover then waits a few reclaim rounds), so that a
+        # loaded test machine missing a renewal or two never lets a live sender's claim lapse.
+        "notifier_lease_s": 1.0,
         "notifier_retry_backoff_s": 0.02,
         "notifier_retries_per_delivery": 1,
         "notifier_max_attempts": 5,

@@ -8,7 +8,9 @@ from email.message import EmailMessage
 
 import pytest
 
+from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, FIELD_TYPE
+from services.notifier import lease
 from services.notifier.events import CourseCompletion, MalformedEvent, decode_entry
 from services.notifier.mail import compose, message_id_for
 from services.notifier.processor import RetryPolicy
@@ -199,7 +201,23 @@ def test_backoff_grows_exponentially_within_jitter() -> None:
         assert 0.8 * 2**retry <= policy_.delay(retry) <= 1.2 * 2**retry
 
 
-def test_lease_outlives_the_longest_delivery() -> None:
-    policy_ = RetryPolicy(max_attempts=5, retries_per_delivery=2, backoff_s=0.5)
-    longest = 3 * 30.0 + 1.2 * (0.5 + 1.0)
-    assert policy_.lease_for(attempt_deadline_s=30.0).total_seconds() > longest
+def test_default_reclaim_and_lease_hand_a_dead_notifiers_mail_over_within_30_s() -> None:
+    # The declared defaults, whatever this machine's environment sets.
+    idle_ms = Settings.model_fields["notifier_reclaim_idle_ms"].default
+    lease_s = Settings.model_fields["notifier_lease_s"].default
+    assert (idle_ms, lease_s) == (15_000, 10.0)
+    # The lease runs out before the entry turns reclaimable, so the first reclaim claims it:
+    # 15 s idle + at most one 3.75 s reclaim poll after the sender's last heartbeat.
+    assert lease_s * 1000 <= idle_ms
+    assert lease.takeover_bound_s(idle_ms, lease_s) == pytest.approx(18.75)
+    # What is left of 30 s covers the new owner's SMTP attempt on a healthy server.
+    assert 30 - lease.takeover_bound_s(idle_ms, lease_s) >= 10
+    # Renewed three times per lease, so two missed renewals do not let a live claim lapse.
+    assert lease.renew_interval_s(lease_s) * 2 < lease_s
+
+
+def test_a_lease_longer_than_the_idle_time_costs_reclaim_rounds() -> None:
+    # Each reclaim that finds the lease still running resets the entry's idle time.
+    assert lease.takeover_bound_s(1000, 2.5) == pytest.approx(3 * (1.0 + 0.25))
+    assert lease.takeover_bound_s(60_000, 10.0) == pytest.approx(60 + 5)
+    assert lease.reclaim_poll_ms(200) == 100  # never a busy loop

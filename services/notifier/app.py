@@ -42,6 +42,7 @@ from libs.streams import (
     FIELD_TYPE,
     NOTIFIER_GROUP,
 )
+from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
 from services.notifier.mailer import mailer_from_settings
 from services.notifier.processor import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
@@ -173,7 +174,8 @@ class NotifierApp:
             title="courseplatform notifier",
             version=VERSION,
             description=(
-                "Emails each student who completes a course, exactly once. Reads the "
+                "Emails each student who completes a course, once (at least once in a small "
+                "window, with the same Message-ID: see docs/notifier.md). Reads the "
                 f"course-completed stream with consumer group `{group}`; entries are Redis "
                 f"stream fields `{FIELD_EVENT}` (binary protobuf), `{FIELD_EVENT_ID}`, "
                 f"`{FIELD_TYPE}`, not JSON."
@@ -215,7 +217,7 @@ class NotifierApp:
             ),
             **common,
         )
-        reclaim_poll_ms = max(100, min(5000, settings.notifier_reclaim_idle_ms // 4))
+        reclaim_poll_ms = lease.reclaim_poll_ms(settings.notifier_reclaim_idle_ms)
         self.reclaimer = self.broker.subscriber(
             stream=StreamSub(
                 binding.stream,
@@ -277,7 +279,16 @@ class NotifierApp:
                 retries_per_delivery=settings.notifier_retries_per_delivery,
                 backoff_s=settings.notifier_retry_backoff_s,
             ),
+            lease_s=settings.notifier_lease_s,
+            record_sent_budget_s=settings.notifier_record_sent_retry_s,
         )
+        if settings.notifier_lease_s * 1000 > settings.notifier_reclaim_idle_ms:
+            log.warning(
+                "NOTIFIER_LEASE_S exceeds NOTIFIER_RECLAIM_IDLE_MS: a dead consumer's mail "
+                "waits several reclaim rounds (see docs/notifier.md)",
+                lease_s=settings.notifier_lease_s,
+                reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
+            )
         log.info(
             "notifier starting",
             stream=binding.stream,
@@ -285,6 +296,10 @@ class NotifierApp:
             consumer=self.consumer,
             transport=self.mailer.description,
             reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
+            lease_s=settings.notifier_lease_s,
+            takeover_bound_s=lease.takeover_bound_s(
+                settings.notifier_reclaim_idle_ms, settings.notifier_lease_s
+            ),
         )
 
     async def _start_supervisor(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -21,7 +22,7 @@ import aiosmtplib
 from libs.settings import Settings
 
 # One delivery runs connect, (STARTTLS/AUTH) and the mail transaction, each bounded by the SMTP
-# timeout; the whole attempt is bounded too, so a lease on the event always outlives it.
+# timeout; the whole attempt is bounded too.
 STEPS_PER_ATTEMPT = 3
 
 
@@ -40,12 +41,17 @@ class OutgoingMail:
     message: EmailMessage
 
 
+# Called the moment the transport has accepted the mail (SMTP's reply to DATA), before anything
+# else (QUIT, closing): whatever it records is then as close to the acceptance as it can be.
+OnAccepted = Callable[[], Awaitable[None]]
+
+
 class Mailer(Protocol):
     description: str
-    # Upper bound of one `send`; leases on events are sized from it.
+    # Upper bound of one `send` up to the acceptance.
     attempt_deadline_s: float
 
-    async def send(self, mail: OutgoingMail) -> None: ...
+    async def send(self, mail: OutgoingMail, on_accepted: OnAccepted) -> None: ...
 
 
 class SmtpMailer:
@@ -73,19 +79,33 @@ class SmtpMailer:
     def attempt_deadline_s(self) -> float:
         return self._timeout_s * STEPS_PER_ATTEMPT
 
-    async def send(self, mail: OutgoingMail) -> None:
+    async def send(self, mail: OutgoingMail, on_accepted: OnAccepted) -> None:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            username=self._username,
+            password=self._password,
+            start_tls=self._starttls,
+            timeout=self._timeout_s,
+        )
+        try:
+            await self._transact(client, mail)
+        except BaseException:
+            client.close()
+            raise
+        # Accepted (250 to DATA). Recorded before QUIT: a slow or failing QUIT, or this process
+        # dying during it, must not leave an accepted mail unrecorded.
+        try:
+            await on_accepted()
+        finally:
+            await self._quit(client)
+
+    async def _transact(self, client: aiosmtplib.SMTP, mail: OutgoingMail) -> None:
         try:
             async with asyncio.timeout(self.attempt_deadline_s):
-                await aiosmtplib.send(
-                    mail.message,
-                    sender=self._envelope_sender,
-                    recipients=[mail.recipient],
-                    hostname=self._host,
-                    port=self._port,
-                    username=self._username,
-                    password=self._password,
-                    start_tls=self._starttls,
-                    timeout=self._timeout_s,
+                await client.connect()
+                await client.send_message(
+                    mail.message, sender=self._envelope_sender, recipients=[mail.recipient]
                 )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refusal.code for refusal in exc.recipients]
@@ -105,6 +125,16 @@ class SmtpMailer:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _quit(self, client: aiosmtplib.SMTP) -> None:
+        # Politeness only: the mail is accepted whatever QUIT answers.
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await client.quit()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            pass
+        finally:
+            client.close()
+
 
 def _is_permanent(code: int) -> bool:
     return 500 <= code < 600
@@ -122,11 +152,12 @@ class FileMailer:
     def path_for(self, key: str) -> Path:
         return self._directory / f"course-completed-{key}.eml"
 
-    async def send(self, mail: OutgoingMail) -> None:
+    async def send(self, mail: OutgoingMail, on_accepted: OnAccepted) -> None:
         try:
             await asyncio.to_thread(self._write, self.path_for(mail.key), mail.message.as_bytes())
         except OSError as exc:
             raise TransientMailError(f"cannot write mail file: {exc}") from exc
+        await on_accepted()
 
     def _write(self, path: Path, content: bytes) -> None:
         # Written to a temporary name and renamed: a reader never sees half a mail, and a resend

@@ -1,7 +1,9 @@
 """The use case: one stream entry in, at most one email out, and a verdict on the entry.
 
 Order of work for an entry: decode -> compose -> claim the event in PostgreSQL -> send (quick
-retries with backoff) -> record `sent` -> the caller acks. Whatever cannot succeed is dead-lettered
+retries with backoff) -> record `sent` the moment SMTP accepted (before QUIT) -> the caller acks.
+From the claim until `sent` is recorded a heartbeat renews the claim's lease and the entry's idle
+time (services/notifier/lease.py), so only a dead consumer's event is taken over. Whatever cannot succeed is dead-lettered
 with the reason (and acked in the same MULTI); whatever may succeed later is left pending, to be
 reclaimed after the idle time. See docs/notifier.md for the guarantees and the remaining window.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,16 +28,16 @@ from libs.logging import get_logger
 from services.notifier import store
 from services.notifier.deadletter import dead_letter, delivery_count
 from services.notifier.events import MalformedEvent, decode_entry, entry_event_id
+from services.notifier.lease import Heartbeat
 from services.notifier.mail import compose
 from services.notifier.mailer import Mailer, OutgoingMail, PermanentMailError, TransientMailError
 
 log = get_logger("notifier")
 T = TypeVar("T")
 
-# Margin added to a claim's lease beyond the longest possible delivery (all attempts and waits).
-LEASE_MARGIN_S = 10.0
-# Recording `sent` is retried this many times: failing it after the mail left means a resend.
-RECORD_SENT_TRIES = 5
+# Waits between tries to record `sent` grow from the first to the last, within the time budget.
+RECORD_SENT_FIRST_WAIT_S = 0.2
+RECORD_SENT_MAX_WAIT_S = 2.0
 
 
 class Outcome(enum.Enum):
@@ -60,11 +63,6 @@ class RetryPolicy:
         # Exponential with jitter, so consumers hit by the same outage do not retry in lockstep.
         return self.backoff_s * (2**retry) * random.uniform(0.8, 1.2)
 
-    def lease_for(self, attempt_deadline_s: float) -> timedelta:
-        waits = sum(self.backoff_s * (2**retry) * 1.2 for retry in range(self.retries_per_delivery))
-        longest = (self.retries_per_delivery + 1) * attempt_deadline_s + waits
-        return timedelta(seconds=longest + LEASE_MARGIN_S)
-
 
 @dataclass(frozen=True)
 class StreamBinding:
@@ -85,6 +83,8 @@ class Notifier:
         sender: str,
         binding: StreamBinding,
         policy: RetryPolicy,
+        lease_s: float,
+        record_sent_budget_s: float,
     ) -> None:
         self._sessions = sessions
         self._redis = redis
@@ -92,7 +92,20 @@ class Notifier:
         self._sender = sender
         self._binding = binding
         self._policy = policy
-        self._lease = policy.lease_for(mailer.attempt_deadline_s)
+        self._lease = timedelta(seconds=lease_s)
+        self._record_sent_budget_s = record_sent_budget_s
+        self._heartbeat = Heartbeat(
+            sessions=sessions,
+            redis=redis,
+            stream=binding.stream,
+            group=binding.group,
+            consumer=binding.consumer,
+            lease=self._lease,
+        )
+        # Event ids whose mail SMTP accepted but whose `sent` record could not be written: this
+        # process never sends them again, it only retries the record. Bounded in practice by
+        # what can be claimed while the database fails (a claim needs it too).
+        self._accepted_unrecorded: set[str] = set()
         self._stopping = asyncio.Event()
 
     def stop_retrying(self) -> None:
@@ -113,6 +126,11 @@ class Notifier:
         mail = OutgoingMail(
             key=completion.event_id, recipient=completion.student_email, message=message
         )
+        if completion.event_id in self._accepted_unrecorded:
+            logger.info("mail already accepted by SMTP from this process; recording it")
+            async with self._heartbeat.holding(completion.event_id, delivery.entry_id):
+                await self._record_sent(completion.event_id)
+            return Outcome.DUPLICATE
         claim = await self._in_transaction(
             lambda session: store.claim(
                 session,
@@ -136,7 +154,8 @@ class Notifier:
             )
 
         try:
-            await self._send_with_retries(mail)
+            async with self._heartbeat.holding(completion.event_id, delivery.entry_id):
+                await self._send_with_retries(mail)
         except PermanentMailError as exc:
             logger.warning("mail refused permanently", error=str(exc))
             return await self._give_up(delivery, completion.event_id, f"refused: {exc}")
@@ -161,7 +180,6 @@ class Notifier:
             )
             return Outcome.RETRY_LATER
 
-        await self._record_sent(completion.event_id)
         logger.info(
             "course-completed mail sent",
             recipient=completion.student_email,
@@ -171,9 +189,15 @@ class Notifier:
         return Outcome.SENT
 
     async def _send_with_retries(self, mail: OutgoingMail) -> None:
+        async def accepted() -> None:
+            # Remembered first: even if the record cannot be written, this process never
+            # sends the mail again.
+            self._accepted_unrecorded.add(mail.key)
+            await self._record_sent(mail.key)
+
         for retry in range(self._policy.retries_per_delivery + 1):
             try:
-                await self._mailer.send(mail)
+                await self._mailer.send(mail, accepted)
                 return
             except TransientMailError as exc:
                 last_try = retry == self._policy.retries_per_delivery
@@ -198,17 +222,29 @@ class Notifier:
         return True
 
     async def _record_sent(self, event_id: str) -> None:
-        # The mail is out: failing to record it would let a redelivery send it again, so a
-        # database blip is waited out here rather than surfaced.
-        for attempt in range(RECORD_SENT_TRIES):
+        # The mail is out: failing to record it would let another consumer send it again once
+        # the lease runs out, so a database outage is waited out here (the heartbeat keeps the
+        # entry this consumer's meanwhile) for up to the budget, then surfaced: the entry stays
+        # pending, and this process only retries the record when it sees the entry again.
+        deadline = time.monotonic() + self._record_sent_budget_s
+        wait = RECORD_SENT_FIRST_WAIT_S
+        while True:
             try:
                 await self._in_transaction(lambda session: store.mark_sent(session, event_id))
-                return
-            except (SQLAlchemyError, OSError):
-                if attempt == RECORD_SENT_TRIES - 1:
+            except (SQLAlchemyError, OSError) as exc:
+                if time.monotonic() + wait > deadline:
+                    log.error(
+                        "could not record a mail SMTP accepted; the entry stays pending",
+                        event_id=event_id,
+                        error=repr(exc),
+                    )
                     raise
                 log.warning("recording a sent mail failed; retrying", event_id=event_id)
-                await asyncio.sleep(0.2 * 2**attempt)
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECORD_SENT_MAX_WAIT_S)
+                continue
+            self._accepted_unrecorded.discard(event_id)
+            return
 
     async def _give_up(self, delivery: Delivery, event_id: str, reason: str) -> Outcome:
         await self._in_transaction(lambda session: store.mark_failed(session, event_id, reason))

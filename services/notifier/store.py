@@ -121,6 +121,20 @@ async def mark_sent(session: AsyncSession, event_id: str) -> None:
     )
 
 
+async def renew(session: AsyncSession, event_id: str, consumer: str, lease: timedelta) -> bool:
+    """Extend this consumer's live claim; False when it no longer holds one."""
+    result = await session.execute(
+        sa.update(notifications)
+        .where(
+            notifications.c.event_id == event_id,
+            notifications.c.status == SENDING,
+            notifications.c.claimed_by == consumer,
+        )
+        .values(lease_expires_at=sa.func.now() + lease, updated_at=sa.func.now())
+    )
+    return bool(result.rowcount)
+
+
 async def release(session: AsyncSession, event_id: str, consumer: str, error: str) -> None:
     """Give the claim back after a failed attempt, so the next delivery need not wait the lease."""
     await session.execute(
