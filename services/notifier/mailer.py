@@ -41,9 +41,13 @@ class OutgoingMail:
 
 
 class Mailer(Protocol):
-    description: str
+    # Read-only here: implementations may hold them as attributes or compute them as properties.
+    @property
+    def description(self) -> str: ...
+
     # Upper bound of one `send`; leases on events are sized from it.
-    attempt_deadline_s: float
+    @property
+    def attempt_deadline_s(self) -> float: ...
 
     async def send(self, mail: OutgoingMail) -> None: ...
 
