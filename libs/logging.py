@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import cast
 
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from libs import call_context
 
 
-def _add_request_id(_: object, __: str, event: dict) -> dict:
+def _add_request_id(_: object, __: str, event: EventDict) -> EventDict:
     request_id = call_context.request_id.get()
     if request_id and "request_id" not in event:
         event["request_id"] = request_id
@@ -21,7 +23,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         structlog.processors.add_log_level,
@@ -54,5 +56,6 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     root.setLevel(level.upper())
 
 
-def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    # structlog types get_logger as Any; it proxies to the wrapper_class configure_logging sets.
+    return cast(FilteringBoundLogger, structlog.get_logger(name))

@@ -83,7 +83,7 @@ async def claim(
         lease_expires_at=now + lease,
     )
     table = notifications.c
-    statement = statement.on_conflict_do_update(
+    claim = statement.on_conflict_do_update(
         index_elements=[table.event_id],
         set_={
             "status": SENDING,
@@ -100,7 +100,7 @@ async def claim(
             sa.and_(table.status == SENDING, table.lease_expires_at <= now),
         ),
     ).returning(table.attempts)
-    attempts = (await session.execute(statement)).scalar_one_or_none()
+    attempts = (await session.execute(claim)).scalar_one_or_none()
     if attempts is not None:
         return Claim(ClaimOutcome.CLAIMED, attempts)
     status = await session.scalar(sa.select(table.status).where(table.event_id == event_id))
