@@ -26,6 +26,7 @@ $(GEN)/.stamp: $(VENV)/.installed $(PROTOS)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint && echo "buf lint: clean"; else echo "npx not found: skipping buf lint"; fi
 
 format: setup
