@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GEN    := libs/generated
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: setup protos lint format migrate run test bench docs clean
+.PHONY: setup protos lint format migrate run test unit bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ run: setup ## the whole platform on this machine
 
 test: setup ## the whole suite against real PostgreSQL, Redis, gRPC and SMTP
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: setup ## the fast tier: tests marked unit (domain rules, libs), no database, Redis or service
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m tests.bench
