@@ -27,7 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
-	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint && echo "buf lint: clean"; else echo "npx not found: skipping buf lint"; fi
+	@bash .ci/buf-lint
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
