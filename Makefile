@@ -52,4 +52,4 @@ docs: setup ## AsyncAPI document of the notifier's stream
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache
