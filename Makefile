@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GEN    := libs/generated
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: setup protos lint format migrate run test bench docs clean
+.PHONY: setup protos lint format migrate run test unit bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,8 @@ $(GEN)/.stamp: $(VENV)/.installed $(PROTOS)
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	@if command -v npx >/dev/null 2>&1; then npx --yes @bufbuild/buf@1 lint && echo "buf lint: clean"; else echo "npx not found: skipping buf lint"; fi
+	$(VENV)/bin/mypy
+	@bash .ci/buf-lint
 
 format: setup
 	$(VENV)/bin/ruff check --fix .
@@ -41,6 +42,9 @@ run: setup ## the whole platform on this machine
 test: setup ## the whole suite against real PostgreSQL, Redis, gRPC and SMTP
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+unit: setup ## the fast tier: tests marked unit (domain rules, libs), no database, Redis or service
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
 bench: setup
 	$(PY) -m tests.bench
 
@@ -48,4 +52,4 @@ docs: setup ## AsyncAPI document of the notifier's stream
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache

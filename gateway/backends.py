@@ -48,7 +48,8 @@ class Backends:
         async def check(channel: grpc.aio.Channel) -> str:
             stub = health_pb2_grpc.HealthStub(channel)
             try:
-                response = await stub.Check(
+                # types-grpcio-health-checking declares HealthStub without its methods.
+                response = await stub.Check(  # type: ignore[attr-defined]
                     health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_TIMEOUT_S
                 )
             except grpc.RpcError:

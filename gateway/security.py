@@ -14,11 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from typing import cast
 
 import secure
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from secure.middleware import SecureASGIMiddleware
+from starlette.types import ASGIApp
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -74,7 +76,8 @@ def install_security_headers(app: FastAPI) -> None:
     policy = security_policy(*swagger_ui_script_hashes(app))
     build = app.build_middleware_stack
 
-    def build_with_headers():  # type: ignore[no-untyped-def]
-        return SecureASGIMiddleware(build(), secure=policy)
+    def build_with_headers() -> ASGIApp:
+        # secure types the ASGI scope as `object`; it is a plain ASGI app all the same.
+        return cast(ASGIApp, SecureASGIMiddleware(build(), secure=policy))
 
     app.build_middleware_stack = build_with_headers  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, MetaData, event, func, text
 from sqlalchemy.ext.asyncio import (
@@ -35,7 +36,7 @@ def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
-def clock_now() -> ColumnElement:
+def clock_now() -> ColumnElement[datetime]:
     """The time the statement runs (`clock_timestamp()`): for every time written under a lock.
 
     `now()` is when the transaction began; one that waited on a lock would stamp a time earlier

@@ -32,10 +32,12 @@ class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
     ) -> Any:
         metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
         request_id = call_context.request_id.get()
-        if request_id and call_context.REQUEST_ID_HEADER not in metadata:
+        # `get(...) is None` rather than `not in`: grpc-stubs type `in` as a search among
+        # (key, value) pairs, while at run time both test the keys.
+        if request_id and metadata.get(call_context.REQUEST_ID_HEADER) is None:
             metadata.add(call_context.REQUEST_ID_HEADER, request_id)
         token = call_context.access_token.get()
-        if token and call_context.AUTHORIZATION_HEADER not in metadata:
+        if token and metadata.get(call_context.AUTHORIZATION_HEADER) is None:
             metadata.add(call_context.AUTHORIZATION_HEADER, f"Bearer {token}")
         timeout = client_call_details.timeout
         details = grpc.aio.ClientCallDetails(

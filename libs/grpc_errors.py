@@ -7,7 +7,9 @@ their own domain error.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -63,7 +65,7 @@ def to_grpc_status(error: DomainError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: DomainError) -> None:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> None:
     await context.abort_with_status(to_grpc_status(error))
 
 
@@ -79,16 +81,20 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     field_errors: FieldErrors = {}
-    trailing = error.trailing_metadata() if hasattr(error, "trailing_metadata") else None
+    # Pairs at run time (namedtuples from sync calls, tuples from grpc.aio); grpc-stubs types
+    # the sync ones as an opaque object.
+    trailing = cast(
+        "Iterable[tuple[str, str | bytes]] | None",
+        error.trailing_metadata() if hasattr(error, "trailing_metadata") else None,
+    )
     for key, value in trailing or ():
-        if key != _STATUS_DETAILS_KEY:
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
             continue
         status = status_pb2.Status.FromString(value)
         message = status.message or message
         for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad_request = error_details_pb2.BadRequest()
-                detail.Unpack(bad_request)
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(bad_request):  # False when the detail is another type
                 for violation in bad_request.field_violations:
                     field_errors.setdefault(violation.field, []).append(violation.description)
     return RpcFailure(code=code, message=message or "", field_errors=field_errors)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import Token
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,6 +27,9 @@ from libs.tokens import TokenVerifier
 
 log = get_logger("grpc")
 
+# A unary method as grpc.aio calls it.
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
 
 @dataclass
 class ServiceDefinition:
@@ -38,7 +42,7 @@ class ServiceDefinition:
     # Method names (without the service prefix) that need no access token.
     public_methods: frozenset[str] = frozenset()
     # Started with the server (e.g. the outbox relay) and cancelled when it stops.
-    background_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background_tasks: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     # Called after the server stopped serving (close pools, flush).
     on_stop: Callable[[], Awaitable[None]] | None = None
     # What the server's gRPC health follows (its database); None: SERVING while it runs.
@@ -57,11 +61,13 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
-        method_path: str = handler_call_details.method  # type: ignore[attr-defined]
+        method_path = handler_call_details.method
         if handler is None:
             return handler
         if not method_path.startswith(self._prefix):
@@ -71,25 +77,29 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
             # would run unchecked, so it is refused (UNIMPLEMENTED) until this learns streams.
             return None
         method = method_path.removeprefix(self._prefix)
-        behavior = self._wrap(method, handler.unary_unary)
+        # grpc-stubs type handlers for the sync server; on grpc.aio they are coroutine functions.
+        behavior = self._wrap(method, cast(Behavior, handler.unary_unary))
         return grpc.unary_unary_rpc_method_handler(
             behavior,
             request_deserializer=grpc_malformed.tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap(
-        self, method: str, behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
         needs_token = method not in self._public
         verifier = self._verifier
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            # Only text values: binary (-bin) metadata carries nothing read here.
+            metadata = {
+                key: value
+                for key, value in context.invocation_metadata() or ()
+                if isinstance(value, str)
+            }
             request_id = metadata.get(call_context.REQUEST_ID_HEADER) or (
                 call_context.new_request_id()
             )
-            tokens = [call_context.request_id.set(str(request_id))]
+            tokens: list[Token[Any]] = [call_context.request_id.set(str(request_id))]
             counter = None
             if sql_counting.enabled():
                 counter, counter_token = sql_counting.start()

@@ -47,7 +47,7 @@ async def watch(
     probe: HealthProbe, servicer: health.aio.HealthServicer, services: Sequence[str]
 ) -> None:
     """Keep `services` (and the server, "") SERVING exactly while the probe succeeds."""
-    reported = SERVING  # what GrpcServer.start set
+    reported: int = SERVING  # what GrpcServer.start set
     while True:
         failure = await probe_once(probe)
         status = SERVING if failure is None else NOT_SERVING

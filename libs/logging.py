@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from libs import call_context
 
@@ -53,7 +54,7 @@ MAX_FRAMES = 12
 MAX_ITEMS = 50
 
 
-def _add_request_id(_: object, __: str, event: dict) -> dict:
+def _add_request_id(_: object, __: str, event: EventDict) -> EventDict:
     request_id = call_context.request_id.get()
     if request_id and "request_id" not in event:
         event["request_id"] = request_id
@@ -90,7 +91,7 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _clean(repr(value), depth)  # anything else is logged as its (redacted) repr
 
 
-def redact(_: object, __: str, event: dict) -> dict:
+def redact(_: object, __: str, event: EventDict) -> EventDict:
     """The one redaction processor: runs last before rendering, over every field."""
     return {key: REDACTED if _is_secret_key(key) else _clean(value) for key, value in event.items()}
 
@@ -105,7 +106,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         structlog.processors.add_log_level,
@@ -136,5 +137,6 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
     root.setLevel(level.upper())
 
 
-def get_logger(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    # structlog types get_logger as Any; it proxies to the wrapper_class configure_logging sets.
+    return cast(FilteringBoundLogger, structlog.get_logger(name))

@@ -12,7 +12,7 @@ class Role(StrEnum):
     INSTRUCTOR = "Instructor"
 
 
-ROLE_TO_PROTO: dict[str, int] = {
+ROLE_TO_PROTO: dict[str, identity_pb2.Role] = {
     Role.STUDENT: identity_pb2.ROLE_STUDENT,
     Role.INSTRUCTOR: identity_pb2.ROLE_INSTRUCTOR,
 }

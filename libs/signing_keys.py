@@ -103,6 +103,7 @@ def write_jwks(keys_dir: Path, jwks_path: Path | None = None) -> None:
     keys = []
     for path in _private_key_files(keys_dir):
         private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(private, Ed25519PrivateKey)
         jwk = json.loads(OKPAlgorithm.to_jwk(private.public_key()))
         jwk.update({"kid": _kid_of(path), "alg": "EdDSA", "use": "sig"})
         keys.append(jwk)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -69,7 +69,7 @@ class TokenIssuer:
         self._access_ttl = timedelta(seconds=access_ttl_s)
         self._refresh_ttl = timedelta(seconds=refresh_ttl_s)
 
-    def _encode(self, claims: dict, ttl: timedelta, now: datetime) -> str:
+    def _encode(self, claims: dict[str, Any], ttl: timedelta, now: datetime) -> str:
         payload = {
             **claims,
             "iss": self._issuer,

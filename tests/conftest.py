@@ -45,6 +45,26 @@ SERVICES: tuple[str, ...] = ("identity", "catalog", "learning")
 # Services with a schema but no gRPC server (the tests start them themselves).
 MIGRATED_ONLY: tuple[str, ...] = ("notifier",)
 TEST_PASSWORD = "correct-horse-42"
+# Every PostgreSQL and Redis fixture below depends on one of these: a test marked `unit` (the
+# `make unit` tier, run with no servers) may need neither.
+SERVER_FIXTURE_ROOTS = frozenset({"admin_database_url", "redis_url"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects on the markers added here
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test not marked `unit` as `integration`; refuse a `unit` test needing servers."""
+    misplaced = []
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.integration)
+            continue
+        needs = SERVER_FIXTURE_ROOTS.intersection(getattr(item, "fixturenames", ()))
+        if needs:
+            misplaced.append(f"{item.nodeid} needs {', '.join(sorted(needs))}")
+    if misplaced:
+        raise pytest.UsageError(
+            "tests marked unit that need PostgreSQL or Redis:\n" + "\n".join(misplaced)
+        )
 
 
 @pytest.fixture(scope="session")

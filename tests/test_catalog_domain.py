@@ -14,6 +14,8 @@ from services.catalog import domain
 from services.catalog.courses import instructor_name
 from services.catalog.domain import CourseStatus, NewLesson
 
+pytestmark = pytest.mark.unit
+
 
 def claims(user_id: int, role: str, full_name: str = "", email: str = "") -> Claims:
     return Claims(

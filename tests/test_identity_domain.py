@@ -18,6 +18,8 @@ from services.identity.domain import (
     validate_registration,
 )
 
+pytestmark = pytest.mark.unit
+
 GOOD = {
     "email": "ann@example.com",
     "full_name": "Ann Smith",

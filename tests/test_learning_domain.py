@@ -30,6 +30,8 @@ from services.learning.events import course_completed
 from services.learning.outbox_relay import stream_entry
 from services.learning.store import EnrollmentRow, OutboxRow
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime(2026, 11, 27, 10, 15, tzinfo=UTC)
 
 

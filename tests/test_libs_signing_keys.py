@@ -24,6 +24,8 @@ from libs.signing_keys import (
 from libs.tokens import JwksFile, TokenVerifier, issuer_from_settings
 from tests.identity_tokens import split
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = Settings()
 PUBLIC_JWK_MEMBERS = {"kty", "crv", "x", "kid", "alg", "use"}
 

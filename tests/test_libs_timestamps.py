@@ -11,6 +11,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.responses import iso
 from libs.proto_time import from_timestamp, to_timestamp
 
+pytestmark = pytest.mark.unit
+
 MOMENTS = [
     datetime(2026, 11, 27, 10, 15, 0, 123456, tzinfo=UTC),
     datetime(2026, 1, 1, tzinfo=UTC),  # zero microseconds still print as .000000

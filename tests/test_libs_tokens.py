@@ -24,6 +24,8 @@ from libs.tokens import (
 )
 from tests.identity_tokens import eddsa, hs256, split, timestamp, unsigned, with_payload
 
+pytestmark = pytest.mark.unit
+
 SETTINGS = Settings(jwt_access_ttl_s=900, jwt_refresh_ttl_s=3600, jwt_leeway_s=30)
 
 

@@ -16,6 +16,8 @@ from services.notifier.mail import compose, message_id_for
 from services.notifier.processor import RetryPolicy
 from tests.notifier_support import completion_event, stream_entry
 
+pytestmark = pytest.mark.unit
+
 SENDER = "Course Platform <no-reply@courseplatform.example>"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import grpc
 from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
@@ -16,7 +18,7 @@ STATUS_TO_PROTO = {
     CourseStatus.PUBLISHED.value: catalog_pb2.COURSE_STATUS_PUBLISHED,
 }
 
-Context = grpc.aio.ServicerContext
+Context: TypeAlias = grpc.aio.ServicerContext
 
 
 def lesson_to_proto(lesson: LessonRow) -> catalog_pb2.Lesson:

@@ -184,7 +184,7 @@ def _with_lock(statement: sa.Select, lock: Lock, of: sa.Table) -> sa.Select:
 
 
 async def next_course_number(session: AsyncSession) -> int:
-    return int(await session.scalar(sa.select(course_code_seq.next_value())))
+    return int((await session.execute(sa.select(course_code_seq.next_value()))).scalar_one())
 
 
 async def insert_course(

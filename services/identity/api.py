@@ -8,7 +8,7 @@ from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
-from libs.tokens import JwksFile, TokenVerifier
+from libs.tokens import JwksFile, TokenKind, TokenVerifier
 from services.identity.accounts import Accounts
 from services.identity.store import UserRow
 
@@ -70,7 +70,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def VerifyToken(
         self, request: identity_pb2.VerifyTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.VerifyTokenResponse:
-        kind = "refresh" if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH else "access"
+        kind: TokenKind = (
+            "refresh" if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH else "access"
+        )
         claims = self._verifier.verify(request.token, kind)
         return identity_pb2.VerifyTokenResponse(
             user_id=claims.user_id,

@@ -22,6 +22,7 @@ import contextlib
 import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs import streams
@@ -37,7 +38,7 @@ MAX_BACKOFF_S = 5.0
 REDIS_TIMEOUT_S = 5.0
 
 
-def stream_entry(row: store.OutboxRow) -> dict[str, bytes | str]:
+def stream_entry(row: store.OutboxRow) -> dict[FieldT, EncodableT]:
     """The entry layout of libs/streams.py: the binary protobuf plus readable id and type."""
     return {
         streams.FIELD_EVENT: row.payload,
@@ -120,7 +121,7 @@ class OutboxRelay:
                 try:
                     await self._redis.xadd(
                         row.stream,
-                        stream_entry(row),  # type: ignore[arg-type]
+                        stream_entry(row),
                         maxlen=self._maxlen,
                         approximate=True,
                     )

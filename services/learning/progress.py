@@ -63,13 +63,15 @@ class ProgressTracker:
             else:
                 checked = await store.open_enrollments_of(session, caller.user_id)
             lessons = await _lessons_to_check(session, checked)
-            page = await store.list_progress(session, caller.user_id, enrollment_id or None, window)
+            listed = await store.list_progress(
+                session, caller.user_id, enrollment_id or None, window
+            )
         if await self._sync.sync(caller, checked, lessons):
             async with self._sessions() as session:
-                page = await store.list_progress(
+                listed = await store.list_progress(
                     session, caller.user_id, enrollment_id or None, window
                 )
-        return page
+        return listed
 
     async def get_progress(self, caller: Claims, progress_id: int) -> ProgressRow:
         require_student(caller)

@@ -77,7 +77,7 @@ async def republish(
             for row in rows:
                 pipeline.xadd(
                     row.stream,
-                    stream_entry(row),  # type: ignore[arg-type]
+                    stream_entry(row),
                     maxlen=stream_maxlen,
                     approximate=True,
                 )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import cast
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 DLQ_PREFIX = b"dlq_"
 FIELD_REASON = "dlq_reason"
@@ -19,6 +21,10 @@ FIELD_SOURCE_ID = "dlq_source_id"
 FIELD_DELIVERIES = "dlq_deliveries"
 FIELD_CONSUMER = "dlq_consumer"
 FIELD_FAILED_AT = "dlq_failed_at"
+
+# What XRANGE answers on the notifier's clients (no decode_responses): ids and fields as bytes.
+# redis-py types it looser (optional, str or bytes) to cover every client configuration.
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
 
 
 async def dead_letter(
@@ -35,7 +41,7 @@ async def dead_letter(
     maxlen: int,
 ) -> str:
     """Move one pending entry to the dead-letter stream; returns the dead letter's id."""
-    letter: dict[bytes | str, bytes | str] = {
+    letter: dict[FieldT, EncodableT] = {
         key: value for key, value in fields.items() if not key.startswith(DLQ_PREFIX)
     }
     letter.update(
@@ -76,14 +82,18 @@ async def replay(
     claimed again with a fresh attempt budget; events already mailed stay deduplicated.
     """
     if ids is None:
-        entries = await redis.xrange(dead_letter_stream)
+        entries = cast(StreamEntries, await redis.xrange(dead_letter_stream))
     else:
         entries = []
-        for entry_id in ids:
-            entries.extend(await redis.xrange(dead_letter_stream, entry_id, entry_id))
+        for wanted in ids:
+            entries.extend(
+                cast(StreamEntries, await redis.xrange(dead_letter_stream, wanted, wanted))
+            )
     replayed: list[str] = []
     for entry_id, fields in entries:
-        original = {key: value for key, value in fields.items() if not key.startswith(DLQ_PREFIX)}
+        original: dict[FieldT, EncodableT] = {
+            key: value for key, value in fields.items() if not key.startswith(DLQ_PREFIX)
+        }
         if not original:
             continue
         async with redis.pipeline(transaction=True) as pipe:

@@ -47,9 +47,13 @@ OnAccepted = Callable[[], Awaitable[None]]
 
 
 class Mailer(Protocol):
-    description: str
+    # Read-only here: implementations may hold them as attributes or compute them as properties.
+    @property
+    def description(self) -> str: ...
+
     # Upper bound of one `send` up to the acceptance.
-    attempt_deadline_s: float
+    @property
+    def attempt_deadline_s(self) -> float: ...
 
     async def send(self, mail: OutgoingMail, on_accepted: OnAccepted) -> None: ...
 

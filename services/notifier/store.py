@@ -11,9 +11,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import schema_metadata
@@ -83,7 +85,7 @@ async def claim(
         lease_expires_at=now + lease,
     )
     table = notifications.c
-    statement = statement.on_conflict_do_update(
+    claim = statement.on_conflict_do_update(
         index_elements=[table.event_id],
         set_={
             "status": SENDING,
@@ -100,7 +102,7 @@ async def claim(
             sa.and_(table.status == SENDING, table.lease_expires_at <= now),
         ),
     ).returning(table.attempts)
-    attempts = (await session.execute(statement)).scalar_one_or_none()
+    attempts = (await session.execute(claim)).scalar_one_or_none()
     if attempts is not None:
         return Claim(ClaimOutcome.CLAIMED, attempts)
     status = await session.scalar(sa.select(table.status).where(table.event_id == event_id))
@@ -132,7 +134,7 @@ async def renew(session: AsyncSession, event_id: str, consumer: str, lease: time
         )
         .values(lease_expires_at=sa.func.now() + lease, updated_at=sa.func.now())
     )
-    return bool(result.rowcount)
+    return bool(cast("CursorResult[Any]", result).rowcount)
 
 
 async def release(session: AsyncSession, event_id: str, consumer: str, error: str) -> None:
