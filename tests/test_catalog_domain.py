@@ -11,8 +11,8 @@ from libs.errors import FailedPrecondition, InvalidArgument, NotFound, Permissio
 from libs.paging import PageRequest, page_request
 from libs.tokens import Claims
 from services.catalog import domain
-from services.catalog.courses import instructor_name
 from services.catalog.domain import CourseStatus, NewLesson
+from services.catalog.usecases import instructor_name
 
 pytestmark = pytest.mark.unit
 

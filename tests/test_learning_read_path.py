@@ -17,9 +17,9 @@ from libs.db import create_engine, session_factory
 from libs.settings import Settings
 from libs.tokens import Claims, verifier_from_settings
 from services.learning.catalog_client import CatalogClient
-from services.learning.enrollments import Enrollments
-from services.learning.progress import ProgressTracker
-from services.learning.sync import Synchronizer
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
+from services.learning.usecases.reconciliation import Synchronizer
 from tests.conftest import User
 from tests.learning_support import complete, enroll, progress_rows, published_course
 from tests.sql_support import counting_statements

@@ -16,7 +16,7 @@ from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.learning import store
 from services.learning.domain import CatalogCourse, CatalogLesson, summarize
-from services.learning.sync import apply_catalog
+from services.learning.usecases.reconciliation import apply_catalog
 from tests.sql_support import counting_statements
 
 

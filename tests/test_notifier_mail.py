@@ -13,7 +13,7 @@ from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, FIE
 from services.notifier import lease
 from services.notifier.events import CourseCompletion, MalformedEvent, decode_entry
 from services.notifier.mail import compose, message_id_for
-from services.notifier.processor import RetryPolicy
+from services.notifier.usecases import RetryPolicy
 from tests.notifier_support import completion_event, stream_entry
 
 pytestmark = pytest.mark.unit

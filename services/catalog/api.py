@@ -9,9 +9,9 @@ from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
-from services.catalog.courses import Catalog
 from services.catalog.domain import CourseStatus, NewLesson
 from services.catalog.store import CourseWithLessons, LessonRow
+from services.catalog.usecases import Catalog
 
 STATUS_TO_PROTO = {
     CourseStatus.DRAFT.value: catalog_pb2.COURSE_STATUS_DRAFT,

@@ -10,7 +10,7 @@ from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.catalog.api import CatalogServicer
-from services.catalog.courses import Catalog
+from services.catalog.usecases import Catalog
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 

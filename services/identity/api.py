@@ -9,8 +9,8 @@ from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 from libs.tokens import JwksFile, TokenKind, TokenVerifier
-from services.identity.accounts import Accounts
 from services.identity.store import UserRow
+from services.identity.usecases import Accounts
 
 PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks"})
 

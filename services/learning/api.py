@@ -8,9 +8,9 @@ from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
 from services.learning.domain import Summary
-from services.learning.enrollments import Enrollments
-from services.learning.progress import ProgressTracker
 from services.learning.store import EnrollmentRow, ProgressRow
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
 
 
 def enrollment_to_proto(row: EnrollmentRow) -> learning_pb2.Enrollment:

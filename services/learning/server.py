@@ -11,10 +11,10 @@ from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.learning.api import LearningServicer
 from services.learning.catalog_client import CatalogClient
-from services.learning.enrollments import Enrollments
 from services.learning.outbox_relay import OutboxRelay
-from services.learning.progress import ProgressTracker
-from services.learning.sync import Synchronizer
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
+from services.learning.usecases.reconciliation import Synchronizer
 
 SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
 

@@ -45,7 +45,7 @@ from libs.streams import (
 from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
 from services.notifier.mailer import mailer_from_settings
-from services.notifier.processor import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
+from services.notifier.usecases import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
 
 log = get_logger("notifier")
 

@@ -30,7 +30,7 @@ from services.learning.domain import (
     require_student,
 )
 from services.learning.store import EnrollmentRow, ProgressRow
-from services.learning.sync import Synchronizer, apply_catalog, complete_if_done
+from services.learning.usecases.reconciliation import Synchronizer, apply_catalog, complete_if_done
 
 UPDATABLE_FIELDS = ("completed",)
 

@@ -28,7 +28,7 @@ from services.learning.domain import (
     summarize,
 )
 from services.learning.store import EnrollmentRow
-from services.learning.sync import Synchronizer
+from services.learning.usecases.reconciliation import Synchronizer
 
 log = get_logger("learning.enrollments")
 
