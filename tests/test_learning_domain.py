@@ -8,12 +8,13 @@ import pytest
 from courseplatform.events.v1 import events_pb2
 
 from libs import streams
+from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.learning.domain import (
     CatalogCourse,
     CatalogLesson,
+    Enrollment,
     LessonState,
     after_completing,
     check_can_complete,
@@ -28,7 +29,7 @@ from services.learning.domain import (
 )
 from services.learning.events import course_completed
 from services.learning.outbox_relay import stream_entry
-from services.learning.store import EnrollmentRow, OutboxRow
+from services.learning.store import OutboxRow
 
 pytestmark = pytest.mark.unit
 
@@ -153,7 +154,7 @@ def test_ids_and_pages() -> None:
 
 
 def test_course_completed_event_carries_what_the_mail_needs() -> None:
-    enrollment = EnrollmentRow(
+    enrollment = Enrollment(
         id=42,
         student_id=7,
         student_name="Ada at enrollment",

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs import call_context
+from libs.claims import Claims
 from libs.db import create_engine, session_factory
 from libs.settings import Settings
-from libs.tokens import Claims, verifier_from_settings
+from libs.tokens import verifier_from_settings
 from services.learning.catalog_client import CatalogClient
 from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.progress import ProgressTracker

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.learning import store
-from services.learning.domain import CatalogCourse, CatalogLesson, summarize
+from services.learning.domain import CatalogCourse, CatalogLesson, Enrollment, summarize
 from services.learning.usecases.reconciliation import apply_catalog
 from tests.sql_support import counting_statements
 
@@ -51,7 +51,7 @@ def course(course_id: int, lessons: int, first_lesson_id: int | None = None) -> 
 
 async def enrolled(
     sessions: async_sessionmaker[AsyncSession], student_id: int, catalog_course: CatalogCourse
-) -> store.EnrollmentRow:
+) -> Enrollment:
     async with transaction(sessions) as session:
         row = await store.insert_enrollment(
             session,
@@ -67,7 +67,7 @@ async def enrolled(
 
 async def figures(
     sessions: async_sessionmaker[AsyncSession],
-    enrollments: Sequence[store.EnrollmentRow],
+    enrollments: Sequence[Enrollment],
     courses: dict[int, CatalogCourse],
 ) -> dict[int, Any]:
     """What a read of these enrollments runs: lock, reconcile, load the lessons that count."""

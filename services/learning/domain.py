@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from libs.tokens import Claims
 
 STUDENTS_ONLY = "Only students can perform this action."
 ALREADY_ENROLLED = "You are already enrolled in this course."
@@ -65,6 +66,32 @@ class Summary:
     def all_done(self) -> bool:
         """Every lesson that counts is complete (an enrollment with no lessons is never done)."""
         return self.total_lessons > 0 and self.completed_lessons == self.total_lessons
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: int
+    student_id: int
+    student_name: str
+    course_id: int
+    course_title: str
+    enrolled_at: datetime
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    id: int
+    enrollment_id: int
+    lesson_id: int
+    lesson_title: str
+    lesson_order: int
+    completed: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 def require_student(claims: Claims) -> None:

@@ -12,24 +12,25 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
 from services.learning.domain import (
     COURSE_GONE,
     ENROLLMENT_NOT_FOUND,
     PROGRESS_NOT_FOUND,
+    Enrollment,
     LessonState,
+    Progress,
     after_completing,
     check_can_complete,
     check_completed_change,
     require_id,
     require_student,
 )
-from services.learning.store import EnrollmentRow, ProgressRow
 from services.learning.usecases.reconciliation import Synchronizer, apply_catalog, complete_if_done
 
 UPDATABLE_FIELDS = ("completed",)
@@ -48,7 +49,7 @@ class ProgressTracker:
 
     async def list_progress(
         self, caller: Claims, *, enrollment_id: int, page: int, page_size: int
-    ) -> tuple[list[ProgressRow], int]:
+    ) -> tuple[list[Progress], int]:
         require_student(caller)
         window = page_request(page, page_size)
         if enrollment_id < 0:
@@ -73,7 +74,7 @@ class ProgressTracker:
                 )
         return listed
 
-    async def get_progress(self, caller: Claims, progress_id: int) -> ProgressRow:
+    async def get_progress(self, caller: Claims, progress_id: int) -> Progress:
         require_student(caller)
         require_id(progress_id, PROGRESS_NOT_FOUND)
         async with self._sessions() as session:
@@ -89,7 +90,7 @@ class ProgressTracker:
 
     async def update_progress(
         self, caller: Claims, progress_id: int, *, completed: bool, mask: Sequence[str]
-    ) -> ProgressRow:
+    ) -> Progress:
         """Changes the masked fields (only `completed` is writable); an empty mask changes
         nothing. Completion is one-way."""
         require_student(caller)
@@ -102,7 +103,7 @@ class ProgressTracker:
         row, _ = await self._complete(caller, progress_id)
         return row
 
-    async def complete_lesson(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+    async def complete_lesson(self, caller: Claims, progress_id: int) -> tuple[Progress, bool]:
         """The completed row, and whether it had been completed before this call."""
         require_student(caller)
         async with self._sessions() as session:
@@ -113,7 +114,7 @@ class ProgressTracker:
             return current, True
         return await self._complete(caller, progress_id)
 
-    async def _complete(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+    async def _complete(self, caller: Claims, progress_id: int) -> tuple[Progress, bool]:
         async with self._sessions() as session:
             enrollment = await self._enrollment_of_progress(session, caller, progress_id)
         course = None
@@ -143,7 +144,7 @@ class ProgressTracker:
 
     async def _enrollment_of_progress(
         self, session: AsyncSession, caller: Claims, progress_id: int
-    ) -> EnrollmentRow:
+    ) -> Enrollment:
         require_id(progress_id, PROGRESS_NOT_FOUND)
         enrollment_id = await store.enrollment_id_of_progress(session, caller.user_id, progress_id)
         enrollment = (
@@ -157,7 +158,7 @@ class ProgressTracker:
 
 
 async def _lessons_to_check(
-    session: AsyncSession, enrollments: Sequence[EnrollmentRow]
+    session: AsyncSession, enrollments: Sequence[Enrollment]
 ) -> dict[int, list[LessonState]]:
     """The lessons that count for the open ones among `enrollments`, for the in-step check
     (completed enrollments are final and never checked). One plain SELECT, or none."""

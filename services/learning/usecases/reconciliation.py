@@ -21,18 +21,17 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
-from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
-from services.learning.domain import CatalogCourse, LessonState, in_step, summarize
+from services.learning.domain import CatalogCourse, Enrollment, LessonState, in_step, summarize
 from services.learning.events import course_completed
-from services.learning.store import EnrollmentRow
 
 
 async def apply_catalog(
     session: AsyncSession,
-    locked: Sequence[EnrollmentRow],
+    locked: Sequence[Enrollment],
     courses: Mapping[int, CatalogCourse],
 ) -> None:
     """Reconcile the open enrollments among `locked` with their course (keyed by course id).
@@ -44,10 +43,10 @@ async def apply_catalog(
 
 async def complete_if_done(
     session: AsyncSession,
-    enrollments: Sequence[EnrollmentRow],
+    enrollments: Sequence[Enrollment],
     states: Mapping[int, Sequence[LessonState]],
     student: Claims,
-) -> list[EnrollmentRow]:
+) -> list[Enrollment]:
     """Complete every open enrollment whose lessons are all done, and write one outbox event for
     each enrollment this transaction completed (none for one already completed)."""
     done = [
@@ -70,7 +69,7 @@ class Synchronizer:
     async def sync(
         self,
         student: Claims,
-        enrollments: Sequence[EnrollmentRow],
+        enrollments: Sequence[Enrollment],
         lessons: Mapping[int, Sequence[LessonState]],
     ) -> bool:
         """Compare the open ones among `enrollments`, and the lessons that count for them as the
