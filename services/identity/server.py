@@ -41,4 +41,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         host=settings.grpc_bind_host,
         port=settings.identity_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
+        count_sql_statements=settings.sql_statement_counting,
     )

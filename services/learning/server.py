@@ -22,7 +22,11 @@ SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_
 def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     engine = create_engine(settings, "learning")
     sessions = session_factory(engine)
-    catalog = CatalogClient(settings.catalog_target, settings.grpc_client_timeout_s)
+    catalog = CatalogClient(
+        settings.catalog_target,
+        settings.grpc_client_timeout_s,
+        count_sql_statements=settings.sql_statement_counting,
+    )
     sync = Synchronizer(sessions, catalog)
     servicer = LearningServicer(
         Enrollments(sessions, catalog, sync), ProgressTracker(sessions, catalog, sync)
@@ -49,4 +53,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         host=settings.grpc_bind_host,
         port=settings.learning_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
+        count_sql_statements=settings.sql_statement_counting,
     )
