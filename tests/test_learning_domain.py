@@ -21,7 +21,7 @@ from services.learning.domain import (
     check_completed_change,
     completion_percentage,
     first_open_before,
-    in_step,
+    is_reconciled,
     require_course_id,
     require_id,
     require_student,
@@ -202,15 +202,15 @@ def catalog(*lessons: LessonState, title: str = "Course") -> CatalogCourse:
     )
 
 
-def test_stored_rows_matching_the_catalog_are_in_step() -> None:
+def test_stored_rows_matching_the_catalog_are_reconciled() -> None:
     stored = [lesson(1, completed=True), lesson(2)]
-    assert in_step(catalog(*stored), "Course", stored)
+    assert is_reconciled(catalog(*stored), "Course", stored)
     # The catalog's lesson order in its answer does not matter, only ids, titles and orders.
-    assert in_step(catalog(*reversed(stored)), "Course", stored)
+    assert is_reconciled(catalog(*reversed(stored)), "Course", stored)
 
 
-def test_an_empty_course_with_no_rows_is_in_step() -> None:
-    assert in_step(catalog(), "Course", [])
+def test_an_empty_course_with_no_rows_is_reconciled() -> None:
+    assert is_reconciled(catalog(), "Course", [])
 
 
 @pytest.mark.parametrize(
@@ -227,11 +227,11 @@ def test_an_empty_course_with_no_rows_is_in_step() -> None:
         pytest.param(catalog(), id="every lesson deleted"),
     ],
 )
-def test_any_difference_from_the_catalog_is_not_in_step(now: CatalogCourse) -> None:
-    assert not in_step(now, "Course", [lesson(1, completed=True), lesson(2)])
+def test_any_difference_from_the_catalog_is_not_reconciled(now: CatalogCourse) -> None:
+    assert not is_reconciled(now, "Course", [lesson(1, completed=True), lesson(2)])
 
 
 def test_an_open_enrollment_with_every_lesson_done_is_due_for_completion() -> None:
     # E.g. its last open lesson was deleted: the reconciliation must complete it.
     stored = [lesson(1, completed=True), lesson(2, completed=True)]
-    assert not in_step(catalog(*stored), "Course", stored)
+    assert not is_reconciled(catalog(*stored), "Course", stored)

@@ -1,4 +1,4 @@
-"""Learning queries against real PostgreSQL: reconciliation keeps rows in step with the catalog,
+"""Learning queries against real PostgreSQL: reconciliation keeps rows true to the catalog,
 and an enrollment's figures cost the same number of statements whatever its size."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.learning import store
 from services.learning.domain import CatalogCourse, CatalogLesson, Enrollment, summarize
-from services.learning.usecases.reconciliation import apply_catalog
+from services.learning.usecases.reconciliation import reconcile_locked
 from tests.sql_support import counting_statements
 
 
@@ -73,7 +73,7 @@ async def figures(
     """What a read of these enrollments runs: lock, reconcile, load the lessons that count."""
     async with transaction(sessions) as session:
         locked = await store.lock_enrollments(session, [e.id for e in enrollments])
-        await apply_catalog(session, locked, courses)
+        await reconcile_locked(session, locked, courses)
         states = await store.lesson_states(session, [e.id for e in locked])
     return {key: summarize(value) for key, value in states.items()}
 

@@ -131,7 +131,7 @@ def summarize(lessons: Iterable[LessonState]) -> Summary:
     )
 
 
-def in_step(course: CatalogCourse, course_title: str, lessons: Sequence[LessonState]) -> bool:
+def is_reconciled(course: CatalogCourse, course_title: str, lessons: Sequence[LessonState]) -> bool:
     """Whether an open enrollment's stored figures can be answered as they are: its course title
     and the lessons that count (ids, titles, orders) are exactly the catalog's current ones, and
     they do not leave it finished but still open (every lesson done: it is due for completion).

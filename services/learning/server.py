@@ -14,7 +14,7 @@ from services.learning.catalog_client import CatalogClient
 from services.learning.outbox_relay import OutboxRelay
 from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.progress import ProgressTracker
-from services.learning.usecases.reconciliation import Synchronizer
+from services.learning.usecases.reconciliation import Reconciler
 
 SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
 
@@ -27,9 +27,9 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         settings.grpc_client_timeout_s,
         count_sql_statements=settings.sql_statement_counting,
     )
-    sync = Synchronizer(sessions, catalog)
+    reconciler = Reconciler(sessions, catalog)
     servicer = LearningServicer(
-        Enrollments(sessions, catalog, sync), ProgressTracker(sessions, catalog, sync)
+        Enrollments(sessions, catalog, reconciler), ProgressTracker(sessions, catalog, reconciler)
     )
     relay = OutboxRelay.from_settings(settings, sessions)
 

@@ -28,7 +28,7 @@ from services.learning.domain import (
     require_student,
     summarize,
 )
-from services.learning.usecases.reconciliation import Synchronizer
+from services.learning.usecases.reconciliation import Reconciler
 
 log = get_logger("learning.enrollments")
 
@@ -38,11 +38,11 @@ class Enrollments:
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: CatalogClient,
-        sync: Synchronizer,
+        reconciler: Reconciler,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
-        self._sync = sync
+        self._reconciler = reconciler
 
     async def enroll(self, caller: Claims, course_id: int) -> Enrollment:
         require_student(caller)
@@ -83,8 +83,10 @@ class Enrollments:
         enrollment, lessons = await self._with_lessons(
             caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND)
         )
-        # Usually in step already: then the figures come from what was just read.
-        if await self._sync.sync(caller, [enrollment], {enrollment.id: lessons}):
+        # Usually reconciled already: then the figures come from what was just read.
+        if await self._reconciler.reconcile_if_stale(
+            caller, [enrollment], {enrollment.id: lessons}
+        ):
             enrollment, lessons = await self._with_lessons(caller, enrollment.id)
         return enrollment, summarize(lessons)
 
