@@ -27,6 +27,12 @@ import grpc
 if TYPE_CHECKING:  # services import this module too; they need no web framework at run time
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    # grpc.aio's shapes as the two interceptors below receive them (generic only in the stubs).
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    NextHandler = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+    Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    NextCall = Callable[[grpc.aio.ClientCallDetails, Any], Any]
+
 HEADER = "x-sql-statements"
 
 
@@ -90,23 +96,13 @@ class StatementCountingInterceptor(grpc.aio.ServerInterceptor):
         self._prefix = f"/{service_full_name}/"
 
     async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if (
-            handler is None
-            or handler.unary_unary is None
-            or not handler_call_details.method.startswith(self._prefix)
-        ):
+        self, continuation: NextHandler, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(details)
+        ours = details.method.startswith(self._prefix)
+        if handler is None or handler.unary_unary is None or not ours:
             return handler
-        behavior = cast(
-            Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]],
-            handler.unary_unary,
-        )
+        behavior = cast("Behavior", handler.unary_unary)  # a coroutine function on grpc.aio
 
         async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             counter, token = start()
@@ -128,12 +124,9 @@ class DownstreamCountingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
     """Client side: inside a counted call, adds each outgoing call's trailer to its counter."""
 
     async def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: Any,
+        self, continuation: NextCall, details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        call = await continuation(client_call_details, request)
+        call = await continuation(details, request)
         if active():
             await collect_downstream(call)
         return call
