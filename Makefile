@@ -27,6 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	@bash .ci/buf-lint
 
 format: setup
@@ -52,4 +53,4 @@ docs: setup ## AsyncAPI document of the notifier's stream
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

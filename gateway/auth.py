@@ -13,8 +13,9 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from libs import call_context
+from libs.claims import Claims
 from libs.errors import PermissionDenied, Unauthenticated
-from libs.tokens import Claims, TokenVerifier
+from libs.tokens import TokenVerifier
 
 bearer_scheme = HTTPBearer(auto_error=False, description="The `access` token from login")
 

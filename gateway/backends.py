@@ -27,10 +27,14 @@ class Backends:
     @classmethod
     def open(cls, settings: Settings) -> Backends:
         timeout = settings.grpc_client_timeout_s
+        count = settings.sql_statement_counting
         channels = {
-            "identity": open_channel(settings.identity_target, timeout),
-            "catalog": open_channel(settings.catalog_target, timeout),
-            "learning": open_channel(settings.learning_target, timeout),
+            name: open_channel(target, timeout, count_sql_statements=count)
+            for name, target in (
+                ("identity", settings.identity_target),
+                ("catalog", settings.catalog_target),
+                ("learning", settings.learning_target),
+            )
         }
         return cls(
             identity=identity_pb2_grpc.IdentityServiceStub(channels["identity"]),

@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from contextvars import ContextVar
 
+from libs.claims import Claims
 from libs.errors import Unauthenticated
-from libs.tokens import Claims
 
 REQUEST_ID_HEADER = "x-request-id"
 AUTHORIZATION_HEADER = "authorization"

@@ -61,7 +61,6 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
     )
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
-        sql_counting.enable()
     return engine
 
 

@@ -47,16 +47,18 @@ class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
             credentials=client_call_details.credentials,
             wait_for_ready=client_call_details.wait_for_ready,
         )
-        call = await continuation(details, request)
-        if sql_counting.active():  # only inside a counted call (bench diagnostics)
-            await sql_counting.collect_downstream(call)
-        return call
+        return await continuation(details, request)
 
 
-def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:
+def open_channel(
+    target: str, default_timeout_s: float, *, count_sql_statements: bool = False
+) -> grpc.aio.Channel:
+    interceptors: list[grpc.aio.ClientInterceptor] = [ForwardCallContext(default_timeout_s)]
+    if count_sql_statements:  # bench diagnostics (SQL_STATEMENT_COUNTING)
+        interceptors.append(sql_counting.DownstreamCountingInterceptor())
     return grpc.aio.insecure_channel(
         target,
-        interceptors=[ForwardCallContext(default_timeout_s)],
+        interceptors=interceptors,
         options=[
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),

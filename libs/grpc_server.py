@@ -100,10 +100,6 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                 call_context.new_request_id()
             )
             tokens: list[Token[Any]] = [call_context.request_id.set(str(request_id))]
-            counter = None
-            if sql_counting.enabled():
-                counter, counter_token = sql_counting.start()
-                tokens.append(counter_token)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             user_id: int | None = None
@@ -121,10 +117,7 @@ class CallContextInterceptor(grpc.aio.ServerInterceptor):
                     user_id = claims.user_id
                     tokens.append(call_context.access_token.set(token))
                     tokens.append(call_context.claims.set(claims))
-                response = await behavior(request, context)
-                if counter is not None:
-                    context.set_trailing_metadata(((sql_counting.HEADER, str(counter.value)),))
-                return response
+                return await behavior(request, context)
             except DomainError as error:
                 code = grpc_code_for(error)
                 await abort_with(context, error)
@@ -169,17 +162,24 @@ class GrpcServer:
         host: str = "127.0.0.1",
         port: int = 0,
         shutdown_grace_s: float = 10.0,
+        count_sql_statements: bool = False,
     ) -> None:
         self.definition = definition
         self._address = f"{host}:{port}"
         self._grace = shutdown_grace_s
-        self._interceptor = CallContextInterceptor(definition, verifier)
+        self._interceptors: list[grpc.aio.ServerInterceptor] = [
+            CallContextInterceptor(definition, verifier)
+        ]
+        if count_sql_statements:  # bench diagnostics (SQL_STATEMENT_COUNTING); outermost
+            self._interceptors.insert(
+                0, sql_counting.StatementCountingInterceptor(definition.full_name)
+            )
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
 
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
-        self._server = grpc.aio.server(interceptors=[self._interceptor])
+        self._server = grpc.aio.server(interceptors=self._interceptors)
         self._health = health.aio.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

@@ -1,16 +1,10 @@
-"""The two roles, as every layer spells them: tokens and REST use the names, protos the enum."""
+"""The two roles on the wire: tokens and REST use the names (libs/claims.py), protos the enum."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from courseplatform.identity.v1 import identity_pb2
 
-
-class Role(StrEnum):
-    STUDENT = "Student"
-    INSTRUCTOR = "Instructor"
-
+from libs.claims import Role
 
 ROLE_TO_PROTO: dict[str, identity_pb2.Role] = {
     Role.STUDENT: identity_pb2.ROLE_STUDENT,

@@ -1,15 +1,16 @@
 """Opt-in count of the SQL statements one call causes, across every service it reaches.
 
 Enabled by the `SQL_STATEMENT_COUNTING` setting (the benchmark turns it on; it is off by default,
-and then nothing here runs: no listener is attached and no counter is ever started).
+and then nothing here runs: no listener, no interceptor, no counter is ever started).
 
-- `libs.db.create_engine` attaches `count_statement` to the engine when the setting is on and
-  calls `enable()`, so the gRPC server interceptor knows to count its calls.
-- The server interceptor `start()`s a counter per call, SQLAlchemy increments it for each
-  statement sent to PostgreSQL (BEGIN/COMMIT are not statements here), and the total goes back
-  to the caller as the `x-sql-statements` trailer.
-- The gRPC client interceptor adds each downstream call's trailer to the caller's counter, so a
-  service's total includes the services it called on the request's behalf.
+- `libs.db.create_engine` attaches `count_statement` to the engine when the setting is on.
+- `StatementCountingInterceptor`, which `GrpcServer` adds only when the setting is on, `start()`s
+  a counter per call of the service; SQLAlchemy increments it for each statement sent to
+  PostgreSQL (BEGIN/COMMIT are not statements here), and the total goes back to the caller as
+  the `x-sql-statements` trailer.
+- `DownstreamCountingInterceptor`, which `open_channel` adds only when the setting is on, adds
+  each downstream call's trailer to the caller's counter, so a service's total includes the
+  services it called on the request's behalf.
 - The gateway's `SqlCountingMiddleware` does the same per HTTP request and answers the total in
   the `x-sql-statements` response header.
 """
@@ -17,14 +18,20 @@ and then nothing here runs: no listener is attached and no counter is ever start
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
 if TYPE_CHECKING:  # services import this module too; they need no web framework at run time
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    # grpc.aio's shapes as the two interceptors below receive them (generic only in the stubs).
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    NextHandler = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
+    Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    NextCall = Callable[[grpc.aio.ClientCallDetails, Any], Any]
 
 HEADER = "x-sql-statements"
 
@@ -37,16 +44,6 @@ class Counter:
 
 
 _current: ContextVar[Counter | None] = ContextVar("sql_statement_counter", default=None)
-_enabled = False
-
-
-def enable(value: bool = True) -> None:
-    global _enabled
-    _enabled = value
-
-
-def enabled() -> bool:
-    return _enabled
 
 
 def start() -> tuple[Counter, Token[Counter | None]]:
@@ -89,6 +86,50 @@ async def collect_downstream(call: Any) -> None:
     with contextlib.suppress(grpc.RpcError):
         await call
     add(from_metadata(await call.trailing_metadata()))
+
+
+class StatementCountingInterceptor(grpc.aio.ServerInterceptor):
+    """Server side: counts the statements of each call of one service (not health or
+    reflection) and answers the total as a trailer when the call succeeds."""
+
+    def __init__(self, service_full_name: str) -> None:
+        self._prefix = f"/{service_full_name}/"
+
+    async def intercept_service(
+        self, continuation: NextHandler, details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(details)
+        ours = details.method.startswith(self._prefix)
+        if handler is None or handler.unary_unary is None or not ours:
+            return handler
+        behavior = cast("Behavior", handler.unary_unary)  # a coroutine function on grpc.aio
+
+        async def counted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            counter, token = start()
+            try:
+                response = await behavior(request, context)
+                context.set_trailing_metadata(((HEADER, str(counter.value)),))
+                return response
+            finally:
+                stop(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            counted,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class DownstreamCountingInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
+    """Client side: inside a counted call, adds each outgoing call's trailer to its counter."""
+
+    async def intercept_unary_unary(
+        self, continuation: NextCall, details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        call = await continuation(details, request)
+        if active():
+            await collect_downstream(call)
+        return call
 
 
 class SqlCountingMiddleware:

@@ -7,6 +7,11 @@ Encoding: each stream entry has one field, `event`, holding the binary-serialise
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redis.typing import EncodableT, FieldT
+
 COURSE_COMPLETED_STREAM = "courseplatform.learning.course_completed.v1"
 COURSE_COMPLETED_DLQ = f"{COURSE_COMPLETED_STREAM}.dlq"
 COURSE_COMPLETED_TYPE = "courseplatform.events.v1.CourseCompleted"
@@ -16,3 +21,30 @@ NOTIFIER_GROUP = "notifier"
 FIELD_EVENT = "event"
 FIELD_EVENT_ID = "event_id"
 FIELD_TYPE = "type"
+
+
+@dataclass(frozen=True)
+class StreamEntry:
+    """An entry as read back; a field the entry lacks is None (the consumer decides if it may)."""
+
+    event: bytes | None
+    event_id: str | None
+    type: str | None
+
+
+def encode_entry(event: bytes, event_id: str, event_type: str) -> dict[FieldT, EncodableT]:
+    """The fields XADD writes for one event."""
+    return {FIELD_EVENT: event, FIELD_EVENT_ID: event_id, FIELD_TYPE: event_type}
+
+
+def decode_entry(fields: Mapping[bytes, bytes]) -> StreamEntry:
+    """The fields as XREAD answers them (bytes, no decode_responses). The text fields are decoded
+    leniently so even a malformed entry can be logged and dead-lettered by its id."""
+
+    def text(name: str) -> str | None:
+        raw = fields.get(name.encode())
+        return raw.decode("utf-8", errors="replace") if raw is not None else None
+
+    return StreamEntry(
+        event=fields.get(FIELD_EVENT.encode()), event_id=text(FIELD_EVENT_ID), type=text(FIELD_TYPE)
+    )

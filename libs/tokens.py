@@ -12,43 +12,20 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from libs.claims import Claims, TokenKind
 from libs.errors import Unauthenticated
-from libs.roles import Role
 from libs.settings import Settings
 from libs.signing_keys import JWKS_FILE, load_active_signing_key
 
 ALGORITHM = "EdDSA"
-TokenKind = Literal["access", "refresh"]
 INVALID_TOKEN = "Token is invalid or expired"
-
-
-@dataclass(frozen=True)
-class Claims:
-    """What a verified token says about its holder."""
-
-    user_id: int
-    typ: TokenKind
-    jti: str
-    expires_at: datetime
-    role: str = ""
-    email: str = ""
-    full_name: str = ""
-
-    @property
-    def is_instructor(self) -> bool:
-        return self.role == Role.INSTRUCTOR
-
-    @property
-    def is_student(self) -> bool:
-        return self.role == Role.STUDENT
 
 
 class TokenIssuer:

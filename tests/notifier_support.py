@@ -16,11 +16,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from courseplatform.events.v1 import events_pb2
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from libs.embedded import free_port
 from libs.proto_time import to_timestamp
 from libs.settings import Settings
-from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, FIELD_TYPE
+from libs.streams import COURSE_COMPLETED_TYPE, encode_entry
 from services.notifier.app import NotifierApp
 
 
@@ -142,17 +143,13 @@ def completion_event(**overrides: Any) -> events_pb2.CourseCompleted:
     return events_pb2.CourseCompleted(**values)
 
 
-def stream_entry(event: events_pb2.CourseCompleted) -> dict[str, bytes | str]:
-    """The layout the learning service's relay writes (libs/streams.py)."""
-    return {
-        FIELD_EVENT: event.SerializeToString(),
-        FIELD_EVENT_ID: event.event_id,
-        FIELD_TYPE: COURSE_COMPLETED_TYPE,
-    }
+def stream_entry(event: events_pb2.CourseCompleted) -> dict[FieldT, EncodableT]:
+    """The entry the learning service's relay writes (libs/streams.encode_entry)."""
+    return encode_entry(event.SerializeToString(), event.event_id, COURSE_COMPLETED_TYPE)
 
 
 async def publish(redis: Redis, stream: str, event: events_pb2.CourseCompleted) -> str:
-    entry_id = await redis.xadd(stream, stream_entry(event))  # type: ignore[arg-type]
+    entry_id = await redis.xadd(stream, stream_entry(event))
     return entry_id.decode()
 
 

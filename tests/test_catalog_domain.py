@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.paging import PageRequest, page_request
-from libs.tokens import Claims
 from services.catalog import domain
-from services.catalog.courses import instructor_name
 from services.catalog.domain import CourseStatus, NewLesson
+from services.catalog.usecases import instructor_name
 
 pytestmark = pytest.mark.unit
 

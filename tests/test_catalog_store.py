@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.catalog import store
-from services.catalog.domain import ListScope, NewLesson, course_code
+from services.catalog.domain import CourseWithLessons, ListScope, NewLesson, course_code
 from tests.sql_support import counting_statements
 
 COURSES = 20
@@ -66,7 +66,7 @@ async def statements_for_page(
     sessions: async_sessionmaker[AsyncSession],
     instructor_id: int,
     page_size: int,
-) -> tuple[int, list[store.CourseWithLessons], int]:
+) -> tuple[int, list[CourseWithLessons], int]:
     async with sessions() as session:
         # The connection is checked out before counting starts (no setup queries counted).
         await session.connection()

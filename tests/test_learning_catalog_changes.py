@@ -181,7 +181,7 @@ async def test_deleted_course_keeps_the_record(
     assert_error_body(await complete(client, student, rows[1]["id"]), 400, "lesson")
 
 
-# Reads answer from stored rows when they are in step with the catalog; each read below is the
+# Reads answer from stored rows when they are reconciled with the catalog; each read below is the
 # first look after the change, so it must notice the change itself.
 
 

@@ -8,19 +8,20 @@ import pytest
 from courseplatform.events.v1 import events_pb2
 
 from libs import streams
+from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.learning.domain import (
     CatalogCourse,
     CatalogLesson,
+    Enrollment,
     LessonState,
     after_completing,
     check_can_complete,
     check_completed_change,
     completion_percentage,
     first_open_before,
-    in_step,
+    is_reconciled,
     require_course_id,
     require_id,
     require_student,
@@ -28,7 +29,7 @@ from services.learning.domain import (
 )
 from services.learning.events import course_completed
 from services.learning.outbox_relay import stream_entry
-from services.learning.store import EnrollmentRow, OutboxRow
+from services.learning.store import OutboxRow
 
 pytestmark = pytest.mark.unit
 
@@ -153,7 +154,7 @@ def test_ids_and_pages() -> None:
 
 
 def test_course_completed_event_carries_what_the_mail_needs() -> None:
-    enrollment = EnrollmentRow(
+    enrollment = Enrollment(
         id=42,
         student_id=7,
         student_name="Ada at enrollment",
@@ -201,15 +202,15 @@ def catalog(*lessons: LessonState, title: str = "Course") -> CatalogCourse:
     )
 
 
-def test_stored_rows_matching_the_catalog_are_in_step() -> None:
+def test_stored_rows_matching_the_catalog_are_reconciled() -> None:
     stored = [lesson(1, completed=True), lesson(2)]
-    assert in_step(catalog(*stored), "Course", stored)
+    assert is_reconciled(catalog(*stored), "Course", stored)
     # The catalog's lesson order in its answer does not matter, only ids, titles and orders.
-    assert in_step(catalog(*reversed(stored)), "Course", stored)
+    assert is_reconciled(catalog(*reversed(stored)), "Course", stored)
 
 
-def test_an_empty_course_with_no_rows_is_in_step() -> None:
-    assert in_step(catalog(), "Course", [])
+def test_an_empty_course_with_no_rows_is_reconciled() -> None:
+    assert is_reconciled(catalog(), "Course", [])
 
 
 @pytest.mark.parametrize(
@@ -226,11 +227,11 @@ def test_an_empty_course_with_no_rows_is_in_step() -> None:
         pytest.param(catalog(), id="every lesson deleted"),
     ],
 )
-def test_any_difference_from_the_catalog_is_not_in_step(now: CatalogCourse) -> None:
-    assert not in_step(now, "Course", [lesson(1, completed=True), lesson(2)])
+def test_any_difference_from_the_catalog_is_not_reconciled(now: CatalogCourse) -> None:
+    assert not is_reconciled(now, "Course", [lesson(1, completed=True), lesson(2)])
 
 
 def test_an_open_enrollment_with_every_lesson_done_is_due_for_completion() -> None:
     # E.g. its last open lesson was deleted: the reconciliation must complete it.
     stored = [lesson(1, completed=True), lesson(2, completed=True)]
-    assert not in_step(catalog(*stored), "Course", stored)
+    assert not is_reconciled(catalog(*stored), "Course", stored)

@@ -1,5 +1,5 @@
 """Reads of enrollments and progress against real PostgreSQL and the real catalog server: when the
-stored rows are in step with the catalog they cost a few plain SELECTs, whatever the number of
+stored rows are reconciled with the catalog they cost a few plain SELECTs, whatever the number of
 lessons; only a catalog change makes a read run the locked reconciliation, once."""
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs import call_context
+from libs.claims import Claims
 from libs.db import create_engine, session_factory
 from libs.settings import Settings
-from libs.tokens import Claims, verifier_from_settings
+from libs.tokens import verifier_from_settings
 from services.learning.catalog_client import CatalogClient
-from services.learning.enrollments import Enrollments
-from services.learning.progress import ProgressTracker
-from services.learning.sync import Synchronizer
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
+from services.learning.usecases.reconciliation import Reconciler
 from tests.conftest import User
 from tests.learning_support import complete, enroll, progress_rows, published_course
 from tests.sql_support import counting_statements
 
-# What an in-step read may send: the rows it answers from and what the check compares.
+# What a reconciled read may send: the rows it answers from and what the check compares.
 MAX_SELECTS = 4
 
 
@@ -33,10 +34,10 @@ class Reads:
 
     def __init__(self, engine: AsyncEngine, catalog: CatalogClient) -> None:
         sessions = session_factory(engine)
-        sync = Synchronizer(sessions, catalog)
+        reconciler = Reconciler(sessions, catalog)
         self.engine = engine
-        self.enrollments = Enrollments(sessions, catalog, sync)
-        self.progress = ProgressTracker(sessions, catalog, sync)
+        self.enrollments = Enrollments(sessions, catalog, reconciler)
+        self.progress = ProgressTracker(sessions, catalog, reconciler)
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ async def statements_of_each_read(
     return {name: await statements_of(reads.engine, read) for name, read in cases.items()}
 
 
-async def test_in_step_reads_send_a_few_selects_whatever_the_size(
+async def test_reconciled_reads_send_a_few_selects_whatever_the_size(
     client: httpx.AsyncClient,
     student: User,
     instructor: User,
@@ -140,7 +141,7 @@ async def test_a_catalog_change_is_reconciled_by_the_next_read_only(
         first = await statements_of(
             reads.engine, lambda: reads.enrollments.get_enrollment(caller, enrollment_id)
         )
-        # The stale rows were brought in step under the enrollment's lock...
+        # The stale rows were reconciled under the enrollment's lock...
         assert any("FOR UPDATE" in s.upper() for s in first), first
         assert any(s.lstrip().upper().startswith("INSERT") for s in first), first
         # ...so the next read is plain SELECTs again and sees the new lesson.

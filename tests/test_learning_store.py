@@ -1,4 +1,4 @@
-"""Learning queries against real PostgreSQL: reconciliation keeps rows in step with the catalog,
+"""Learning queries against real PostgreSQL: reconciliation keeps rows true to the catalog,
 and an enrollment's figures cost the same number of statements whatever its size."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from libs.db import create_engine, session_factory, transaction
 from libs.settings import Settings
 from services.learning import store
-from services.learning.domain import CatalogCourse, CatalogLesson, summarize
-from services.learning.sync import apply_catalog
+from services.learning.domain import CatalogCourse, CatalogLesson, Enrollment, summarize
+from services.learning.usecases.reconciliation import reconcile_locked
 from tests.sql_support import counting_statements
 
 
@@ -51,7 +51,7 @@ def course(course_id: int, lessons: int, first_lesson_id: int | None = None) -> 
 
 async def enrolled(
     sessions: async_sessionmaker[AsyncSession], student_id: int, catalog_course: CatalogCourse
-) -> store.EnrollmentRow:
+) -> Enrollment:
     async with transaction(sessions) as session:
         row = await store.insert_enrollment(
             session,
@@ -67,13 +67,13 @@ async def enrolled(
 
 async def figures(
     sessions: async_sessionmaker[AsyncSession],
-    enrollments: Sequence[store.EnrollmentRow],
+    enrollments: Sequence[Enrollment],
     courses: dict[int, CatalogCourse],
 ) -> dict[int, Any]:
     """What a read of these enrollments runs: lock, reconcile, load the lessons that count."""
     async with transaction(sessions) as session:
         locked = await store.lock_enrollments(session, [e.id for e in enrollments])
-        await apply_catalog(session, locked, courses)
+        await reconcile_locked(session, locked, courses)
         states = await store.lesson_states(session, [e.id for e in locked])
     return {key: summarize(value) for key, value in states.items()}
 

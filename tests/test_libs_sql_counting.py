@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pytest
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs import sql_counting
 from libs.embedded import free_port
@@ -22,7 +23,7 @@ from tests.conftest import TEST_PASSWORD, serve_asgi
 
 @pytest.fixture
 async def counting_settings(settings: Settings) -> AsyncIterator[Settings]:
-    """A copy of the suite's settings with counting on; the process-wide switch is put back."""
+    """A copy of the suite's settings with counting on (for the servers built from it only)."""
     port = free_port()
     yield settings.model_copy(
         update={
@@ -31,7 +32,6 @@ async def counting_settings(settings: Settings) -> AsyncIterator[Settings]:
             "identity_target": f"127.0.0.1:{port}",
         }
     )
-    sql_counting.enable(False)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ async def test_service_reports_its_statements_as_a_trailer(counting_identity: st
 
 
 async def test_counted_caller_adds_downstream_statements(counting_identity: str) -> None:
-    channel = open_channel(counting_identity, 5.0)
+    channel = open_channel(counting_identity, 5.0, count_sql_statements=True)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
     try:
         outside = stub.Register(register_request())
@@ -86,7 +86,7 @@ async def test_counted_caller_adds_downstream_statements(counting_identity: str)
 
 
 async def test_failed_downstream_call_still_reaches_its_caller(counting_identity: str) -> None:
-    channel = open_channel(counting_identity, 5.0)
+    channel = open_channel(counting_identity, 5.0, count_sql_statements=True)
     stub = identity_pb2_grpc.IdentityServiceStub(channel)
     counter, token = sql_counting.start()
     try:
@@ -126,8 +126,31 @@ async def test_gateway_answers_the_total_as_a_header(
     assert verified.headers[sql_counting.HEADER] == "0"
 
 
+async def test_a_channel_without_counting_adds_nothing(counting_identity: str) -> None:
+    """The client interceptor exists only on channels opened with counting on."""
+    channel = open_channel(counting_identity, 5.0)
+    stub = identity_pb2_grpc.IdentityServiceStub(channel)
+    counter, token = sql_counting.start()
+    try:
+        call = stub.Register(register_request())
+        await call
+        reported = sql_counting.from_metadata(await call.trailing_metadata())
+    finally:
+        sql_counting.stop(token)
+        await channel.close()
+    assert reported >= 1  # the counting server still answers its trailer
+    assert counter.value == 0
+
+
+async def test_health_checks_of_a_counting_server_carry_no_count(counting_identity: str) -> None:
+    async with grpc.aio.insecure_channel(counting_identity) as channel:
+        call = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        await call
+        trailers = await call.trailing_metadata()
+    assert sql_counting.HEADER not in dict(trailers or ())
+
+
 async def test_counting_is_off_by_default(services: dict[str, str]) -> None:
-    assert not sql_counting.enabled()
     async with grpc.aio.insecure_channel(services["identity"]) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         call = stub.Register(register_request())

@@ -11,9 +11,9 @@ import pytest
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, FIELD_TYPE
 from services.notifier import lease
-from services.notifier.events import CourseCompletion, MalformedEvent, decode_entry
+from services.notifier.events import CourseCompletion, MalformedEvent, decode_completion
 from services.notifier.mail import compose, message_id_for
-from services.notifier.processor import RetryPolicy
+from services.notifier.usecases import RetryPolicy
 from tests.notifier_support import completion_event, stream_entry
 
 pytestmark = pytest.mark.unit
@@ -57,7 +57,7 @@ def reparsed(message: EmailMessage) -> EmailMessage:
 
 def test_decode_entry_reads_every_field_the_mail_needs() -> None:
     event = completion_event()
-    decoded = decode_entry(fields_of(event))
+    decoded = decode_completion(fields_of(event))
     assert decoded.event_id == event.event_id
     assert decoded.student_email == event.student_email
     assert decoded.student_full_name == event.student_full_name
@@ -68,7 +68,7 @@ def test_decode_entry_reads_every_field_the_mail_needs() -> None:
 
 def test_decode_entry_accepts_entries_without_the_clear_text_fields() -> None:
     event = completion_event()
-    assert decode_entry({FIELD_EVENT.encode(): event.SerializeToString()}).event_id == (
+    assert decode_completion({FIELD_EVENT.encode(): event.SerializeToString()}).event_id == (
         event.event_id
     )
 
@@ -86,7 +86,7 @@ def test_decode_entry_accepts_entries_without_the_clear_text_fields() -> None:
 )
 def test_undecodable_entries_are_malformed(fields: dict[bytes, bytes], reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
-        decode_entry(fields)
+        decode_completion(fields)
 
 
 @pytest.mark.parametrize(
@@ -107,20 +107,20 @@ def test_events_missing_what_the_mail_needs_are_malformed(
 ) -> None:
     event = completion_event(**overrides)
     with pytest.raises(MalformedEvent, match=reason):
-        decode_entry(fields_of(event))
+        decode_completion(fields_of(event))
 
 
 def test_clear_text_event_id_must_match_the_event() -> None:
     event = completion_event()
     with pytest.raises(MalformedEvent, match="differs"):
-        decode_entry(fields_of(event, **{FIELD_EVENT_ID: b"another-id"}))
+        decode_completion(fields_of(event, **{FIELD_EVENT_ID: b"another-id"}))
 
 
 def test_type_field_names_the_event() -> None:
     event = completion_event()
     fields = fields_of(event)
     assert fields[FIELD_TYPE.encode()] == COURSE_COMPLETED_TYPE.encode()
-    assert decode_entry(fields).event_id == event.event_id
+    assert decode_completion(fields).event_id == event.event_id
 
 
 # --- composing ----------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_newlines_in_names_and_titles_stay_inside_their_header() -> None:
         student_full_name="Ada\r\nBcc: eve@example.com",
         course_title="Engines\nX-Injected: yes",
     )
-    decoded = decode_entry(fields_of(event))
+    decoded = decode_completion(fields_of(event))
     raw = completion(student_full_name=event.student_full_name, course_title=event.course_title)
     for source in (decoded, raw):  # decoding normalises; composing alone is safe too
         message = reparsed(compose(source, SENDER))

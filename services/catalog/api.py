@@ -9,9 +9,8 @@ from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
-from services.catalog.courses import Catalog
-from services.catalog.domain import CourseStatus, NewLesson
-from services.catalog.store import CourseWithLessons, LessonRow
+from services.catalog.domain import CourseStatus, CourseWithLessons, Lesson, NewLesson
+from services.catalog.usecases import Catalog
 
 STATUS_TO_PROTO = {
     CourseStatus.DRAFT.value: catalog_pb2.COURSE_STATUS_DRAFT,
@@ -21,7 +20,7 @@ STATUS_TO_PROTO = {
 Context: TypeAlias = grpc.aio.ServicerContext
 
 
-def lesson_to_proto(lesson: LessonRow) -> catalog_pb2.Lesson:
+def lesson_to_proto(lesson: Lesson) -> catalog_pb2.Lesson:
     return catalog_pb2.Lesson(
         id=lesson.id,
         course_id=lesson.course_id,

@@ -1,6 +1,6 @@
 """Catalog rules: what a valid course or lesson is, who sees which course, who may change it.
 
-Pure functions over plain values, no I/O: the use cases (courses.py) load rows, ask these rules,
+Pure functions over plain values, no I/O: the use cases (usecases.py) load rows, ask these rules,
 and write. Field names in errors are the REST ones (`course`, `order`, `lessons.2.title`), so
 the gateway can hand them to clients unchanged.
 """
@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
+from libs.claims import Claims
 from libs.errors import (
     DomainError,
     FailedPrecondition,
@@ -22,7 +24,6 @@ from libs.errors import (
     PermissionDenied,
 )
 from libs.text import text_problem
-from libs.tokens import Claims
 
 COURSE_TITLE_MAX = 255
 SHORT_DESCRIPTION_MAX = 500
@@ -45,6 +46,37 @@ ONLY_INSTRUCTORS = "Only instructors can create courses."
 NOT_A_DRAFT = "Only a draft course can be published; this course is already {status}."
 NOT_PUBLISHED = "Only published courses can be enrolled in"
 ORDER_TAKEN = "A lesson with this order already exists in this course."
+
+
+@dataclass(frozen=True)
+class Course:
+    id: int
+    code: str
+    title: str
+    short_description: str
+    instructor_id: int
+    instructor_name: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Lesson:
+    id: int
+    course_id: int
+    title: str
+    content: str
+    order: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CourseWithLessons:
+    course: Course
+    # Every live lesson of the course, by order; lesson_count is its length.
+    lessons: list[Lesson]
 
 
 def too_long(limit: int) -> str:

@@ -10,7 +10,7 @@ from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.catalog.api import CatalogServicer
-from services.catalog.courses import Catalog
+from services.catalog.usecases import Catalog
 
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
 
@@ -35,4 +35,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         host=settings.grpc_bind_host,
         port=settings.catalog_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
+        count_sql_statements=settings.sql_statement_counting,
     )

@@ -9,8 +9,6 @@ unique index, which is what settles concurrent creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 import sqlalchemy as sa
@@ -20,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.db import clock_now, schema_metadata
 from libs.paging import past_the_end
 from services.catalog import SCHEMA
-from services.catalog.domain import CourseStatus, ListScope, NewLesson
+from services.catalog.domain import (
+    Course,
+    CourseStatus,
+    CourseWithLessons,
+    Lesson,
+    ListScope,
+    NewLesson,
+)
 
 metadata = schema_metadata(SCHEMA)
 
@@ -96,37 +101,6 @@ UNIQUE_VIOLATION = "23505"
 Lock = Literal["share", "update"] | None
 
 
-@dataclass(frozen=True)
-class CourseRow:
-    id: int
-    code: str
-    title: str
-    short_description: str
-    instructor_id: int
-    instructor_name: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class LessonRow:
-    id: int
-    course_id: int
-    title: str
-    content: str
-    order: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class CourseWithLessons:
-    course: CourseRow
-    # Every live lesson of the course, by order; lesson_count is its length.
-    lessons: list[LessonRow]
-
-
 class OrderTaken(Exception):
     """The lesson order index refused a row: that order is already used in the course."""
 
@@ -154,12 +128,12 @@ _LESSON_COLUMNS = (
 _LESSON_ORDERING = (lessons.c.course_id, lessons.c.position, lessons.c.id)
 
 
-def _course(row: sa.Row) -> CourseRow:
-    return CourseRow(**row._mapping)
+def _course(row: sa.Row) -> Course:
+    return Course(**row._mapping)
 
 
-def _lesson(row: sa.Row) -> LessonRow:
-    return LessonRow(**row._mapping)
+def _lesson(row: sa.Row) -> Lesson:
+    return Lesson(**row._mapping)
 
 
 def _is_order_conflict(error: IntegrityError) -> bool:
@@ -195,7 +169,7 @@ async def insert_course(
     short_description: str,
     instructor_id: int,
     instructor_name: str,
-) -> CourseRow:
+) -> Course:
     statement = (
         sa.insert(courses)
         .values(
@@ -210,9 +184,7 @@ async def insert_course(
     return _course((await session.execute(statement)).one())
 
 
-async def course_by_id(
-    session: AsyncSession, course_id: int, lock: Lock = None
-) -> CourseRow | None:
+async def course_by_id(session: AsyncSession, course_id: int, lock: Lock = None) -> Course | None:
     statement = sa.select(*_COURSE_COLUMNS).where(
         courses.c.id == course_id, courses.c.deleted_at.is_(None)
     )
@@ -220,7 +192,7 @@ async def course_by_id(
     return _course(row) if row else None
 
 
-async def update_course(session: AsyncSession, course_id: int, values: dict[str, str]) -> CourseRow:
+async def update_course(session: AsyncSession, course_id: int, values: dict[str, str]) -> Course:
     statement = (
         sa.update(courses)
         .where(courses.c.id == course_id)
@@ -230,7 +202,7 @@ async def update_course(session: AsyncSession, course_id: int, values: dict[str,
     return _course((await session.execute(statement)).one())
 
 
-async def publish_course(session: AsyncSession, course_id: int) -> CourseRow:
+async def publish_course(session: AsyncSession, course_id: int) -> Course:
     statement = (
         sa.update(courses)
         .where(courses.c.id == course_id)
@@ -270,9 +242,9 @@ def _course_conditions(scope: ListScope, ids: Sequence[int] | None) -> list[sa.C
 
 async def lessons_of_courses(
     session: AsyncSession, course_ids: Sequence[int]
-) -> dict[int, list[LessonRow]]:
+) -> dict[int, list[Lesson]]:
     """Every live lesson of the given courses, by order, in ONE statement whatever their number."""
-    by_course: dict[int, list[LessonRow]] = {course_id: [] for course_id in course_ids}
+    by_course: dict[int, list[Lesson]] = {course_id: [] for course_id in course_ids}
     if not course_ids:
         return by_course
     statement = (
@@ -286,7 +258,7 @@ async def lessons_of_courses(
     return by_course
 
 
-async def course_with_lessons(session: AsyncSession, course: CourseRow) -> CourseWithLessons:
+async def course_with_lessons(session: AsyncSession, course: Course) -> CourseWithLessons:
     lessons_by_course = await lessons_of_courses(session, [course.id])
     return CourseWithLessons(course, lessons_by_course[course.id])
 
@@ -337,7 +309,7 @@ async def taken_orders(session: AsyncSession, course_id: int, orders: Sequence[i
 
 async def insert_lessons(
     session: AsyncSession, course_id: int, new_lessons: Sequence[NewLesson]
-) -> list[LessonRow]:
+) -> list[Lesson]:
     """All rows in one statement; raises OrderTaken when the order index refuses any of them.
 
     Rows go in ascending order, so two racing requests wait on each other's index entries in
@@ -369,7 +341,7 @@ async def insert_lessons(
 
 async def lesson_by_id(
     session: AsyncSession, lesson_id: int, lock: Lock = None
-) -> tuple[LessonRow, CourseRow] | None:
+) -> tuple[Lesson, Course] | None:
     """A live lesson of a live course, with its course (the lesson row locked when asked)."""
     statement = (
         sa.select(*_LESSON_COLUMNS, *(c.label(f"course__{c.name}") for c in _COURSE_COLUMNS))
@@ -384,14 +356,14 @@ async def lesson_by_id(
     if row is None:
         return None
     values = row._mapping
-    lesson = LessonRow(**{c.name: values[c.name] for c in _LESSON_COLUMNS})
-    course = CourseRow(**{c.name: values[f"course__{c.name}"] for c in _COURSE_COLUMNS})
+    lesson = Lesson(**{c.name: values[c.name] for c in _LESSON_COLUMNS})
+    course = Course(**{c.name: values[f"course__{c.name}"] for c in _COURSE_COLUMNS})
     return lesson, course
 
 
 async def update_lesson(
     session: AsyncSession, lesson_id: int, values: dict[str, str | int]
-) -> LessonRow:
+) -> Lesson:
     columns = {("position" if name == "order" else name): value for name, value in values.items()}
     statement = (
         sa.update(lessons)
@@ -430,7 +402,7 @@ async def list_lessons(
     course_ids: Sequence[int] | None,
     offset: int,
     limit: int | None,
-) -> tuple[list[LessonRow], int]:
+) -> tuple[list[Lesson], int]:
     """Lessons of the caller's courses (optionally narrowed), by course then order; `limit`
     None returns every match."""
     joined = lessons.join(courses, lessons.c.course_id == courses.c.id)

@@ -6,16 +6,17 @@ import grpc
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs.call_context import current_claims
+from libs.claims import TokenKind
 from libs.proto_time import to_timestamp
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
-from libs.tokens import JwksFile, TokenKind, TokenVerifier
-from services.identity.accounts import Accounts
-from services.identity.store import UserRow
+from libs.tokens import JwksFile, TokenVerifier
+from services.identity.domain import User
+from services.identity.usecases import Accounts
 
 PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks"})
 
 
-def user_to_proto(user: UserRow) -> identity_pb2.User:
+def user_to_proto(user: User) -> identity_pb2.User:
     return identity_pb2.User(
         id=user.id,
         email=user.email,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
+from libs.claims import Role
 from libs.errors import NON_FIELD, FieldErrorCollector
-from libs.roles import Role
 from libs.text import text_problem
 
 EMAIL_MAX = 254
@@ -24,6 +25,18 @@ class NewUser:
     full_name: str
     role: Role
     password: str
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    email: str
+    full_name: str
+    role: str
+    password_hash: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
 
 
 def normalize_email(email: str) -> str:

@@ -10,9 +10,9 @@ from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key
 from libs.tokens import JwksFile, issuer_from_settings, verifier_from_settings
-from services.identity.accounts import Accounts
 from services.identity.api import PUBLIC_METHODS, IdentityServicer
 from services.identity.passwords import Passwords
+from services.identity.usecases import Accounts
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
 
@@ -41,4 +41,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         host=settings.grpc_bind_host,
         port=settings.identity_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
+        count_sql_statements=settings.sql_statement_counting,
     )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import schema_metadata
 from services.identity import SCHEMA
+from services.identity.domain import User
 
 metadata = schema_metadata(SCHEMA)
 
@@ -58,18 +59,6 @@ refresh_tokens = sa.Table(
 
 
 @dataclass(frozen=True)
-class UserRow:
-    id: int
-    email: str
-    full_name: str
-    role: str
-    password_hash: str
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
 class RefreshTokenRow:
     jti: str
     user_id: int
@@ -91,7 +80,7 @@ def storable(text: str) -> bool:
 
 async def insert_user(
     session: AsyncSession, *, email: str, full_name: str, role: str, password_hash: str
-) -> UserRow:
+) -> User:
     statement = (
         insert(users)
         .values(email=email, full_name=full_name, role=role, password_hash=password_hash)
@@ -102,10 +91,10 @@ async def insert_user(
             row = (await session.execute(statement)).one()
     except IntegrityError as exc:
         raise EmailTaken from exc
-    return UserRow(**row._mapping)
+    return User(**row._mapping)
 
 
-async def user_by_email(session: AsyncSession, normalized_email: str) -> UserRow | None:
+async def user_by_email(session: AsyncSession, normalized_email: str) -> User | None:
     if not storable(normalized_email):
         return None
     row = (
@@ -113,12 +102,12 @@ async def user_by_email(session: AsyncSession, normalized_email: str) -> UserRow
             sa.select(users).where(sa.func.lower(users.c.email) == normalized_email)
         )
     ).one_or_none()
-    return UserRow(**row._mapping) if row else None
+    return User(**row._mapping) if row else None
 
 
-async def user_by_id(session: AsyncSession, user_id: int) -> UserRow | None:
+async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
     row = (await session.execute(sa.select(users).where(users.c.id == user_id))).one_or_none()
-    return UserRow(**row._mapping) if row else None
+    return User(**row._mapping) if row else None
 
 
 async def email_exists(session: AsyncSession, normalized_email: str) -> bool:

@@ -12,12 +12,12 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from libs.db import create_engine, session_factory
 from libs.logging import configure_logging
+from libs.redis_client import redis_client
 from libs.settings import Settings
 from services.learning.republish import BadRange, TimeRange, republish
 from services.learning.server import build_server
@@ -30,7 +30,7 @@ async def serve(settings: Settings) -> None:
 
 async def republish_range(settings: Settings, window: TimeRange) -> dict[str, int]:
     engine = create_engine(settings, "learning-republish")
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     try:
         return await republish(
             session_factory(engine),

@@ -7,13 +7,12 @@ from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
-from services.learning.domain import Summary
-from services.learning.enrollments import Enrollments
-from services.learning.progress import ProgressTracker
-from services.learning.store import EnrollmentRow, ProgressRow
+from services.learning.domain import Enrollment, Progress, Summary
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
 
 
-def enrollment_to_proto(row: EnrollmentRow) -> learning_pb2.Enrollment:
+def enrollment_to_proto(row: Enrollment) -> learning_pb2.Enrollment:
     return learning_pb2.Enrollment(
         id=row.id,
         student_id=row.student_id,
@@ -36,7 +35,7 @@ def summary_to_proto(summary: Summary) -> learning_pb2.EnrollmentSummary:
     )
 
 
-def progress_to_proto(row: ProgressRow) -> learning_pb2.Progress:
+def progress_to_proto(row: Progress) -> learning_pb2.Progress:
     return learning_pb2.Progress(
         id=row.id,
         enrollment_id=row.enrollment_id,

@@ -32,16 +32,21 @@ def _course(course: catalog_pb2.Course) -> CatalogCourse:
 
 
 class CatalogClient:
-    def __init__(self, target: str, timeout_s: float) -> None:
+    def __init__(
+        self, target: str, timeout_s: float, *, count_sql_statements: bool = False
+    ) -> None:
         self._target = target
         self._timeout_s = timeout_s
+        self._count_sql = count_sql_statements
         self._channel: grpc.aio.Channel | None = None
         self._stub: catalog_pb2_grpc.CatalogServiceStub | None = None
 
     def _catalog(self) -> catalog_pb2_grpc.CatalogServiceStub:
         # grpc.aio channels bind to the running loop: open on first use, inside it.
         if self._stub is None:
-            self._channel = open_channel(self._target, self._timeout_s)
+            self._channel = open_channel(
+                self._target, self._timeout_s, count_sql_statements=self._count_sql
+            )
             self._stub = catalog_pb2_grpc.CatalogServiceStub(self._channel)
         return self._stub
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from libs.tokens import Claims
 
 STUDENTS_ONLY = "Only students can perform this action."
 ALREADY_ENROLLED = "You are already enrolled in this course."
@@ -67,6 +68,32 @@ class Summary:
         return self.total_lessons > 0 and self.completed_lessons == self.total_lessons
 
 
+@dataclass(frozen=True)
+class Enrollment:
+    id: int
+    student_id: int
+    student_name: str
+    course_id: int
+    course_title: str
+    enrolled_at: datetime
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Progress:
+    id: int
+    enrollment_id: int
+    lesson_id: int
+    lesson_title: str
+    lesson_order: int
+    completed: bool
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
 def require_student(claims: Claims) -> None:
     if not claims.is_student:
         raise PermissionDenied(STUDENTS_ONLY)
@@ -104,7 +131,7 @@ def summarize(lessons: Iterable[LessonState]) -> Summary:
     )
 
 
-def in_step(course: CatalogCourse, course_title: str, lessons: Sequence[LessonState]) -> bool:
+def is_reconciled(course: CatalogCourse, course_title: str, lessons: Sequence[LessonState]) -> bool:
     """Whether an open enrollment's stored figures can be answered as they are: its course title
     and the lessons that count (ids, titles, orders) are exactly the catalog's current ones, and
     they do not leave it finished but still open (every lesson done: it is due for completion).

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 from courseplatform.events.v1 import events_pb2
 
 from libs import streams
+from libs.claims import Claims
 from libs.proto_time import to_timestamp
-from libs.tokens import Claims
-from services.learning.store import EnrollmentRow, NewOutboxEvent
+from services.learning.domain import Enrollment
+from services.learning.store import NewOutboxEvent
 
 
 def course_completed(
-    enrollment: EnrollmentRow, student: Claims, now: datetime | None = None
+    enrollment: Enrollment, student: Claims, now: datetime | None = None
 ) -> NewOutboxEvent:
     """Everything the completion email needs, so the notifier asks nobody.
 

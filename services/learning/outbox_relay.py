@@ -26,8 +26,10 @@ from redis.typing import EncodableT, FieldT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs import streams
+from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
+from libs.redis_client import redis_client
 from libs.settings import Settings, to_libpq_url
 from services.learning import store
 
@@ -35,16 +37,11 @@ log = get_logger("learning.outbox")
 
 # Retries while Redis or PostgreSQL is down back off up to this, so recovery is noticed quickly.
 MAX_BACKOFF_S = 5.0
-REDIS_TIMEOUT_S = 5.0
 
 
 def stream_entry(row: store.OutboxRow) -> dict[FieldT, EncodableT]:
-    """The entry layout of libs/streams.py: the binary protobuf plus readable id and type."""
-    return {
-        streams.FIELD_EVENT: row.payload,
-        streams.FIELD_EVENT_ID: str(row.event_id),
-        streams.FIELD_TYPE: row.event_type,
-    }
+    """The entry libs/streams.py defines, for one outbox row."""
+    return streams.encode_entry(row.payload, str(row.event_id), row.event_type)
 
 
 class OutboxRelay:
@@ -82,11 +79,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until cancelled; never returns on an error."""
-        self._redis = Redis.from_url(
-            self._redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-        )
+        self._redis = redis_client(self._redis_url)
         listener = asyncio.create_task(self._listen())
         failures = 0
         try:
@@ -97,7 +90,7 @@ class OutboxRelay:
                 # Redis or PostgreSQL down, or anything unforeseen: the relay must outlive it.
                 except Exception as error:
                     failures += 1
-                    delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
+                    delay = self._backoff(failures)
                     log.warning("outbox publish failed", error=repr(error), retry_in_s=delay)
                     await asyncio.sleep(delay)
                     continue
@@ -139,6 +132,9 @@ class OutboxRelay:
             log.info("outbox published", count=len(published))
         return len(published)
 
+    def _backoff(self, failures: int) -> float:
+        return backoff_delay(failures, base_s=self._poll_interval_s, max_s=MAX_BACKOFF_S)
+
     async def _wait_for_work(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval_s)
@@ -159,6 +155,6 @@ class OutboxRelay:
                         self._wake.set()
             except Exception as error:  # polling covers the gap while we reconnect
                 failures += 1
-                delay = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
+                delay = self._backoff(failures)
                 log.warning("outbox listen failed", error=repr(error), retry_in_s=delay)
                 await asyncio.sleep(delay)

@@ -11,10 +11,10 @@ from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.learning.api import LearningServicer
 from services.learning.catalog_client import CatalogClient
-from services.learning.enrollments import Enrollments
 from services.learning.outbox_relay import OutboxRelay
-from services.learning.progress import ProgressTracker
-from services.learning.sync import Synchronizer
+from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.progress import ProgressTracker
+from services.learning.usecases.reconciliation import Reconciler
 
 SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
 
@@ -22,10 +22,14 @@ SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_
 def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     engine = create_engine(settings, "learning")
     sessions = session_factory(engine)
-    catalog = CatalogClient(settings.catalog_target, settings.grpc_client_timeout_s)
-    sync = Synchronizer(sessions, catalog)
+    catalog = CatalogClient(
+        settings.catalog_target,
+        settings.grpc_client_timeout_s,
+        count_sql_statements=settings.sql_statement_counting,
+    )
+    reconciler = Reconciler(sessions, catalog)
     servicer = LearningServicer(
-        Enrollments(sessions, catalog, sync), ProgressTracker(sessions, catalog, sync)
+        Enrollments(sessions, catalog, reconciler), ProgressTracker(sessions, catalog, reconciler)
     )
     relay = OutboxRelay.from_settings(settings, sessions)
 
@@ -49,4 +53,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         host=settings.grpc_bind_host,
         port=settings.learning_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
+        count_sql_statements=settings.sql_statement_counting,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.db import clock_now, schema_metadata
 from libs.paging import PageRequest, past_the_end
 from services.learning import SCHEMA
-from services.learning.domain import CatalogLesson, LessonState
+from services.learning.domain import CatalogLesson, Enrollment, LessonState, Progress
 
 # Channel the outbox relay LISTENs on; a committed outbox insert NOTIFYs it.
 OUTBOX_CHANNEL = "learning_outbox"
@@ -104,32 +103,6 @@ sa.Index(
 
 
 @dataclass(frozen=True)
-class EnrollmentRow:
-    id: int
-    student_id: int
-    student_name: str
-    course_id: int
-    course_title: str
-    enrolled_at: datetime
-    completed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class ProgressRow:
-    id: int
-    enrollment_id: int
-    lesson_id: int
-    lesson_title: str
-    lesson_order: int
-    completed: bool
-    completed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
 class NewOutboxEvent:
     event_id: uuid.UUID
     dedup_key: str
@@ -147,16 +120,16 @@ class OutboxRow:
     payload: bytes
 
 
-_ENROLLMENT_COLUMNS = [enrollments.c[name] for name in EnrollmentRow.__dataclass_fields__]
-_PROGRESS_COLUMNS = [lesson_progress.c[name] for name in ProgressRow.__dataclass_fields__]
+_ENROLLMENT_COLUMNS = [enrollments.c[name] for name in Enrollment.__dataclass_fields__]
+_PROGRESS_COLUMNS = [lesson_progress.c[name] for name in Progress.__dataclass_fields__]
 
 
-def _enrollment(row: sa.Row) -> EnrollmentRow:
-    return EnrollmentRow(**row._mapping)
+def _enrollment(row: sa.Row) -> Enrollment:
+    return Enrollment(**row._mapping)
 
 
-def _progress(row: sa.Row) -> ProgressRow:
-    return ProgressRow(**row._mapping)
+def _progress(row: sa.Row) -> Progress:
+    return Progress(**row._mapping)
 
 
 def _bigints(values: Sequence[int]) -> sa.ColumnElement:
@@ -177,7 +150,7 @@ async def enrollment_exists(session: AsyncSession, student_id: int, course_id: i
 
 async def insert_enrollment(
     session: AsyncSession, *, student_id: int, student_name: str, course_id: int, course_title: str
-) -> EnrollmentRow | None:
+) -> Enrollment | None:
     """The new enrollment, or None when the student is already enrolled (the unique constraint
     decides, so concurrent requests wait for each other and exactly one wins)."""
     statement = (
@@ -197,7 +170,7 @@ async def insert_enrollment(
 
 async def enrollment_of(
     session: AsyncSession, student_id: int, enrollment_id: int
-) -> EnrollmentRow | None:
+) -> Enrollment | None:
     statement = sa.select(*_ENROLLMENT_COLUMNS).where(
         enrollments.c.id == enrollment_id, enrollments.c.student_id == student_id
     )
@@ -205,7 +178,7 @@ async def enrollment_of(
     return _enrollment(row) if row else None
 
 
-async def open_enrollments_of(session: AsyncSession, student_id: int) -> list[EnrollmentRow]:
+async def open_enrollments_of(session: AsyncSession, student_id: int) -> list[Enrollment]:
     statement = (
         sa.select(*_ENROLLMENT_COLUMNS)
         .where(enrollments.c.student_id == student_id, enrollments.c.completed_at.is_(None))
@@ -216,7 +189,7 @@ async def open_enrollments_of(session: AsyncSession, student_id: int) -> list[En
 
 async def lock_enrollments(
     session: AsyncSession, enrollment_ids: Sequence[int]
-) -> list[EnrollmentRow]:
+) -> list[Enrollment]:
     """Lock the enrollments (in id order, so two lockers never deadlock) for the transaction:
     every progress write and completion of one enrollment happens one at a time."""
     if not enrollment_ids:
@@ -232,7 +205,7 @@ async def lock_enrollments(
 
 async def list_enrollments(
     session: AsyncSession, student_id: int, page: PageRequest
-) -> tuple[list[EnrollmentRow], int]:
+) -> tuple[list[Enrollment], int]:
     mine = enrollments.c.student_id == student_id
     total = await session.scalar(sa.select(sa.func.count()).select_from(enrollments).where(mine))
     if past_the_end(page.offset, total or 0):
@@ -278,7 +251,7 @@ async def refresh_course_titles(session: AsyncSession, titles: Mapping[int, str]
 
 async def complete_enrollments(
     session: AsyncSession, enrollment_ids: Sequence[int]
-) -> list[EnrollmentRow]:
+) -> list[Enrollment]:
     """Set completed_at on those still open; returns only the rows this call completed, so a
     retry or a concurrent completion gets nothing back and emits nothing."""
     if not enrollment_ids:
@@ -412,9 +385,7 @@ def _visible_progress(student_id: int) -> sa.Select:
     )
 
 
-async def progress_of(
-    session: AsyncSession, student_id: int, progress_id: int
-) -> ProgressRow | None:
+async def progress_of(session: AsyncSession, student_id: int, progress_id: int) -> Progress | None:
     statement = _visible_progress(student_id).where(lesson_progress.c.id == progress_id)
     row = (await session.execute(statement)).one_or_none()
     return _progress(row) if row else None
@@ -435,7 +406,7 @@ async def enrollment_id_of_progress(
 
 async def list_progress(
     session: AsyncSession, student_id: int, enrollment_id: int | None, page: PageRequest
-) -> tuple[list[ProgressRow], int]:
+) -> tuple[list[Progress], int]:
     visible = _visible_progress(student_id)
     if enrollment_id is not None:
         visible = visible.where(lesson_progress.c.enrollment_id == enrollment_id)
@@ -454,7 +425,7 @@ async def list_progress(
     return [_progress(row) for row in await session.execute(statement)], int(total or 0)
 
 
-async def complete_progress(session: AsyncSession, progress_id: int) -> ProgressRow | None:
+async def complete_progress(session: AsyncSession, progress_id: int) -> Progress | None:
     """Mark one row completed; None when it already was (completion is one-way)."""
     statement = (
         sa.update(lesson_progress)

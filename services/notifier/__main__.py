@@ -12,9 +12,9 @@ import argparse
 import asyncio
 
 import uvicorn
-from redis.asyncio import Redis
 
 from libs.logging import configure_logging
+from libs.redis_client import redis_client
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM
 from services.notifier.app import NotifierApp
@@ -36,7 +36,7 @@ def serve(settings: Settings) -> None:
 
 
 async def replay_dead_letters(settings: Settings, ids: list[str]) -> None:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     try:
         replayed = await replay(
             redis,

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.db import create_engine, session_factory
 from libs.logging import get_logger
+from libs.redis_client import redis_client, redis_timeouts
 from libs.settings import Settings
 from libs.streams import (
     COURSE_COMPLETED_DLQ,
@@ -41,11 +42,12 @@ from libs.streams import (
     FIELD_EVENT_ID,
     FIELD_TYPE,
     NOTIFIER_GROUP,
+    decode_entry,
 )
 from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
 from services.notifier.mailer import mailer_from_settings
-from services.notifier.processor import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
+from services.notifier.usecases import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
 
 log = get_logger("notifier")
 
@@ -56,8 +58,6 @@ READ_BLOCK_MS = 1000
 # pending list, where after the idle time other consumers would reclaim it under our feet.
 READ_COUNT = 1
 HEALTH_TIMEOUT_S = 2.0
-# A hung Redis must fail a call, not hang the handler (reads block READ_BLOCK_MS, well below).
-REDIS_TIMEOUT_S = 5.0
 # How often the supervisor checks that both subscribers still run.
 SUPERVISE_INTERVAL_S = 5.0
 
@@ -103,21 +103,22 @@ async def parse_entry(
     # it is handed an empty entry and the real one is put back.
     message = await default_parser({**raw, "data": {}})
     message.raw_message = raw
-    message.body = raw["data"].get(FIELD_EVENT.encode(), b"")
+    entry = decode_entry(raw["data"])
+    message.body = entry.event or b""
     if raw["message_ids"]:
         message.message_id = raw["message_ids"][0].decode()
-    if event_id := raw["data"].get(FIELD_EVENT_ID.encode()):
-        message.correlation_id = event_id.decode("utf-8", errors="replace")
+    if entry.event_id:
+        message.correlation_id = entry.event_id
     return message
 
 
 async def decode_fields(message: Any) -> dict[str, Any]:
-    data = message.raw_message["data"]
-    text_of = {FIELD_EVENT_ID: "", FIELD_TYPE: ""}
-    for name in text_of:
-        if (value := data.get(name.encode())) is not None:
-            text_of[name] = value.decode("utf-8", errors="replace")
-    return {FIELD_EVENT: data.get(FIELD_EVENT.encode(), b""), **text_of}
+    entry = decode_entry(message.raw_message["data"])
+    return {
+        FIELD_EVENT: entry.event or b"",
+        FIELD_EVENT_ID: entry.event_id or "",
+        FIELD_TYPE: entry.type or "",
+    }
 
 
 class NotifierApp:
@@ -154,8 +155,7 @@ class NotifierApp:
         self.broker = RedisBroker(
             settings.redis_url,
             graceful_timeout=settings.notifier_shutdown_grace_s,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S + READ_BLOCK_MS / 1000,
+            **redis_timeouts(blocking_read_s=READ_BLOCK_MS / 1000),
             logger=faststream_logger,
             log_level=logging.DEBUG,  # one line per message; the processor logs outcomes
         )
@@ -255,11 +255,7 @@ class NotifierApp:
     async def _open(self) -> None:
         settings = self.settings
         self._engine = create_engine(settings, "notifier")
-        self._redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-        )
+        self._redis = redis_client(settings.redis_url)
         binding = self.binding
         if await ensure_group(self._redis, binding.stream, binding.group):
             log.info("created consumer group", stream=binding.stream, group=binding.group)

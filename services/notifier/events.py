@@ -16,7 +16,7 @@ from courseplatform.events.v1 import events_pb2
 from google.protobuf.message import DecodeError
 
 from libs.proto_time import from_timestamp
-from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, FIELD_TYPE
+from libs.streams import COURSE_COMPLETED_TYPE, FIELD_EVENT, FIELD_EVENT_ID, decode_entry
 
 # Event ids end up in the Message-ID header and in file names, so only a safe alphabet is
 # accepted (UUIDs, as the proto promises, fit it).
@@ -40,20 +40,11 @@ class CourseCompletion:
     completed_at: datetime | None
 
 
-def entry_event_id(fields: Mapping[bytes, bytes]) -> str | None:
-    """The clear-text event id of an entry, for logs, even when the entry is malformed."""
-    raw = fields.get(FIELD_EVENT_ID.encode())
-    return raw.decode("utf-8", errors="replace") if raw is not None else None
-
-
-def decode_entry(fields: Mapping[bytes, bytes]) -> CourseCompletion:
-    entry_type = fields.get(FIELD_TYPE.encode())
-    if entry_type is not None and entry_type != COURSE_COMPLETED_TYPE.encode():
-        raise MalformedEvent(
-            f"unexpected type {entry_type.decode('utf-8', errors='replace')!r}, "
-            f"expected {COURSE_COMPLETED_TYPE!r}"
-        )
-    payload = fields.get(FIELD_EVENT.encode())
+def decode_completion(fields: Mapping[bytes, bytes]) -> CourseCompletion:
+    entry = decode_entry(fields)
+    if entry.type is not None and entry.type != COURSE_COMPLETED_TYPE:
+        raise MalformedEvent(f"unexpected type {entry.type!r}, expected {COURSE_COMPLETED_TYPE!r}")
+    payload = entry.event
     if payload is None:
         raise MalformedEvent(f"entry has no {FIELD_EVENT!r} field")
     event = events_pb2.CourseCompleted()
@@ -64,7 +55,7 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> CourseCompletion:
 
     if not EVENT_ID_PATTERN.fullmatch(event.event_id):
         raise MalformedEvent(f"event_id {event.event_id!r} is missing or not a safe identifier")
-    clear_id = entry_event_id(fields)
+    clear_id = entry.event_id
     if clear_id is not None and clear_id != event.event_id:
         raise MalformedEvent(
             f"{FIELD_EVENT_ID!r} field {clear_id!r} differs from the event's {event.event_id!r}"

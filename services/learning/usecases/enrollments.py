@@ -10,16 +10,17 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, NotFound, Unavailable
 from libs.logging import get_logger
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
 from services.learning.domain import (
     ALREADY_ENROLLED,
     ENROLLMENT_NOT_FOUND,
+    Enrollment,
     LessonState,
     Summary,
     require_course_id,
@@ -27,8 +28,7 @@ from services.learning.domain import (
     require_student,
     summarize,
 )
-from services.learning.store import EnrollmentRow
-from services.learning.sync import Synchronizer
+from services.learning.usecases.reconciliation import Reconciler
 
 log = get_logger("learning.enrollments")
 
@@ -38,13 +38,13 @@ class Enrollments:
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: CatalogClient,
-        sync: Synchronizer,
+        reconciler: Reconciler,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
-        self._sync = sync
+        self._reconciler = reconciler
 
-    async def enroll(self, caller: Claims, course_id: int) -> EnrollmentRow:
+    async def enroll(self, caller: Claims, course_id: int) -> Enrollment:
         require_student(caller)
         require_course_id(course_id)
         # A cheap look first spares a catalog call on the common double click; the unique
@@ -69,7 +69,7 @@ class Enrollments:
 
     async def list_enrollments(
         self, caller: Claims, *, page: int, page_size: int
-    ) -> tuple[list[EnrollmentRow], int]:
+    ) -> tuple[list[Enrollment], int]:
         require_student(caller)
         window = page_request(page, page_size)
         async with self._sessions() as session:
@@ -78,13 +78,15 @@ class Enrollments:
 
     async def get_enrollment(
         self, caller: Claims, enrollment_id: int
-    ) -> tuple[EnrollmentRow, Summary]:
+    ) -> tuple[Enrollment, Summary]:
         require_student(caller)
         enrollment, lessons = await self._with_lessons(
             caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND)
         )
-        # Usually in step already: then the figures come from what was just read.
-        if await self._sync.sync(caller, [enrollment], {enrollment.id: lessons}):
+        # Usually reconciled already: then the figures come from what was just read.
+        if await self._reconciler.reconcile_if_stale(
+            caller, [enrollment], {enrollment.id: lessons}
+        ):
             enrollment, lessons = await self._with_lessons(caller, enrollment.id)
         return enrollment, summarize(lessons)
 
@@ -95,7 +97,7 @@ class Enrollments:
 
     async def _with_lessons(
         self, caller: Claims, enrollment_id: int
-    ) -> tuple[EnrollmentRow, list[LessonState]]:
+    ) -> tuple[Enrollment, list[LessonState]]:
         """The caller's enrollment and the lessons that count for it (two plain SELECTs)."""
         async with self._sessions() as session:
             enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
@@ -104,7 +106,7 @@ class Enrollments:
             states = await store.lesson_states(session, [enrollment.id])
         return enrollment, states[enrollment.id]
 
-    async def _with_live_titles(self, rows: list[EnrollmentRow]) -> list[EnrollmentRow]:
+    async def _with_live_titles(self, rows: list[Enrollment]) -> list[Enrollment]:
         """Course titles as the catalog has them now; the stored ones if it cannot say."""
         if not rows:
             return rows

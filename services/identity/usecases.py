@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
-from libs.tokens import Claims, TokenIssuer, TokenVerifier
+from libs.tokens import TokenIssuer, TokenVerifier
 from services.identity import store
-from services.identity.domain import normalize_email, validate_registration
+from services.identity.domain import User, normalize_email, validate_registration
 from services.identity.passwords import Passwords
 
 BAD_CREDENTIALS = "No active account found with the given credentials"
@@ -44,7 +45,7 @@ class Accounts:
 
     async def register(
         self, *, email: str, full_name: str, role: str, password: str, password_confirm: str
-    ) -> store.UserRow:
+    ) -> User:
         new_user = validate_registration(
             email=email,
             full_name=full_name,
@@ -71,7 +72,7 @@ class Accounts:
         except store.EmailTaken:
             raise FailedPrecondition.on_field("email", EMAIL_TAKEN) from None
 
-    async def login(self, *, email: str, password: str) -> tuple[store.UserRow, TokenPair]:
+    async def login(self, *, email: str, password: str) -> tuple[User, TokenPair]:
         async with self._sessions() as session:
             user = await store.user_by_email(session, normalize_email(email))
         password_ok = await self._passwords.verify(user.password_hash if user else None, password)
@@ -121,7 +122,7 @@ class Accounts:
                 raise Unauthenticated(BAD_REFRESH)
             await store.revoke_family(session, row.family_id)
 
-    async def get_user(self, caller: Claims, user_id: int) -> store.UserRow:
+    async def get_user(self, caller: Claims, user_id: int) -> User:
         target = user_id or caller.user_id
         if target != caller.user_id:
             raise PermissionDenied("You can only read your own account.")
@@ -131,9 +132,7 @@ class Accounts:
             raise NotFound("User not found.")
         return user
 
-    async def _issue_pair(
-        self, session: AsyncSession, user: store.UserRow, *, family_id: str
-    ) -> TokenPair:
+    async def _issue_pair(self, session: AsyncSession, user: User, *, family_id: str) -> TokenPair:
         jti = uuid.uuid4().hex
         refresh, expires_at = self._issuer.issue_refresh(user_id=user.id, jti=jti)
         await store.insert_refresh_token(

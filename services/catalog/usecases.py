@@ -9,16 +9,19 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.catalog import store
 from services.catalog.domain import (
     COURSE_FIELDS,
     COURSE_NOT_FOUND,
     LESSON_FIELDS,
     LESSON_NOT_FOUND,
+    Course,
+    CourseWithLessons,
+    Lesson,
     NewLesson,
     clean_course_fields,
     clean_id_filter,
@@ -37,7 +40,6 @@ from services.catalog.domain import (
     parse_update_mask,
     visible,
 )
-from services.catalog.store import CourseWithLessons, LessonRow
 
 COURSE_REQUIRED = "This field is required."
 UNPAGED_NEEDS_FILTER = "Only allowed together with course_id or course_ids."
@@ -128,7 +130,7 @@ class Catalog:
 
     async def create_lesson(
         self, caller: Claims, course_id: int, *, title: str, content: str, order: int
-    ) -> LessonRow:
+    ) -> Lesson:
         self._require_course_id(course_id)
         async with transaction(self._sessions) as session:
             course = await self._owned_course(session, caller, course_id, lock="share")
@@ -142,7 +144,7 @@ class Catalog:
 
     async def bulk_create_lessons(
         self, caller: Claims, course_id: int, lessons: Sequence[NewLesson]
-    ) -> list[LessonRow]:
+    ) -> list[Lesson]:
         """All lessons in one transaction, or none."""
         self._require_course_id(course_id)
         async with transaction(self._sessions) as session:
@@ -156,7 +158,7 @@ class Catalog:
             except store.OrderTaken:
                 raise FailedPrecondition.on_field("lessons", ORDERS_RACED) from None
 
-    async def get_lesson(self, caller: Claims, lesson_id: int) -> LessonRow:
+    async def get_lesson(self, caller: Claims, lesson_id: int) -> Lesson:
         async with self._sessions() as session:
             found = await store.lesson_by_id(session, lesson_id)
         if found is None or not is_lesson_readable(found[1], caller):
@@ -172,7 +174,7 @@ class Catalog:
         page: int,
         page_size: int,
         unpaged: bool,
-    ) -> tuple[list[LessonRow], int]:
+    ) -> tuple[list[Lesson], int]:
         ids = clean_id_filter(course_ids, "course_ids")
         if course_id < 0:
             raise InvalidArgument.on_field("course", "Ensure this value is greater than 0.")
@@ -195,7 +197,7 @@ class Catalog:
         lesson_id: int,
         values: Mapping[str, str | int],
         mask: Sequence[str],
-    ) -> LessonRow:
+    ) -> Lesson:
         """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
         fields = parse_update_mask(mask, LESSON_FIELDS)
         async with transaction(self._sessions) as session:
@@ -223,14 +225,14 @@ class Catalog:
     @staticmethod
     async def _owned_course(
         session: AsyncSession, caller: Claims, course_id: int, *, lock: store.Lock
-    ) -> store.CourseRow:
+    ) -> Course:
         """The course, NOT_FOUND when hidden from the caller, PERMISSION_DENIED when not theirs."""
         course = visible(await store.course_by_id(session, course_id, lock=lock), caller)
         ensure_owner(course, caller)
         return course
 
     @staticmethod
-    async def _owned_lesson(session: AsyncSession, caller: Claims, lesson_id: int) -> LessonRow:
+    async def _owned_lesson(session: AsyncSession, caller: Claims, lesson_id: int) -> Lesson:
         found = await store.lesson_by_id(session, lesson_id, lock="update")
         if found is None:
             raise NotFound(LESSON_NOT_FOUND)

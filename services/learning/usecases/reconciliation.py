@@ -1,4 +1,4 @@
-"""Keeping enrollments in step with the catalog, and completing them when nothing is left.
+"""Reconciliation: keeping enrollments true to the catalog, completing them when nothing is left.
 
 Lessons added to a course after a student enrolled count for that student; deleted ones stop
 counting. Rather than the catalog telling learning about every change (an event learning would
@@ -6,9 +6,9 @@ have to consume and that could arrive late), learning asks the catalog for the c
 lessons whenever it needs an enrollment's figures or is about to change its progress.
 
 Reads compare what they read (plain SELECTs, no lock) with the catalog's answer
-(`domain.in_step`) and only when the stored rows differ run the reconciliation: one transaction
-with the enrollments locked, which is the single place rows are brought in step and enrollments
-left with nothing to do are completed. Writes always reconcile inside their own locked
+(`domain.is_reconciled`) and only when the stored rows differ run the reconciliation: one
+transaction with the enrollments locked, which is the single place rows are reconciled and
+enrollments left with nothing to do are completed. Writes always reconcile inside their own locked
 transaction (progress.py), so a stale read can never let a completion past the rules.
 
 Completed enrollments are final: they are no longer reconciled, so their figures stay at 100%.
@@ -21,18 +21,23 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
-from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
-from services.learning.domain import CatalogCourse, LessonState, in_step, summarize
+from services.learning.domain import (
+    CatalogCourse,
+    Enrollment,
+    LessonState,
+    is_reconciled,
+    summarize,
+)
 from services.learning.events import course_completed
-from services.learning.store import EnrollmentRow
 
 
-async def apply_catalog(
+async def reconcile_locked(
     session: AsyncSession,
-    locked: Sequence[EnrollmentRow],
+    locked: Sequence[Enrollment],
     courses: Mapping[int, CatalogCourse],
 ) -> None:
     """Reconcile the open enrollments among `locked` with their course (keyed by course id).
@@ -44,10 +49,10 @@ async def apply_catalog(
 
 async def complete_if_done(
     session: AsyncSession,
-    enrollments: Sequence[EnrollmentRow],
+    enrollments: Sequence[Enrollment],
     states: Mapping[int, Sequence[LessonState]],
     student: Claims,
-) -> list[EnrollmentRow]:
+) -> list[Enrollment]:
     """Complete every open enrollment whose lessons are all done, and write one outbox event for
     each enrollment this transaction completed (none for one already completed)."""
     done = [
@@ -60,17 +65,17 @@ async def complete_if_done(
     return completed
 
 
-class Synchronizer:
-    """Brings enrollments a read has loaded in step with the catalog, writing only if needed."""
+class Reconciler:
+    """Reconciles the enrollments a read loaded if they differ from the catalog; else no write."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: CatalogClient) -> None:
         self._sessions = sessions
         self._catalog = catalog
 
-    async def sync(
+    async def reconcile_if_stale(
         self,
         student: Claims,
-        enrollments: Sequence[EnrollmentRow],
+        enrollments: Sequence[Enrollment],
         lessons: Mapping[int, Sequence[LessonState]],
     ) -> bool:
         """Compare the open ones among `enrollments`, and the lessons that count for them as the
@@ -84,11 +89,11 @@ class Synchronizer:
             e.id
             for e in open_enrollments
             if e.course_id in courses
-            and not in_step(courses[e.course_id], e.course_title, lessons.get(e.id, ()))
+            and not is_reconciled(courses[e.course_id], e.course_title, lessons.get(e.id, ()))
         ]
         if not stale:
             return False
-        await self._apply(student, stale, courses)
+        await self._reconcile(student, stale, courses)
         return True
 
     async def _current_courses(self, course_ids: set[int]) -> dict[int, CatalogCourse]:
@@ -99,14 +104,14 @@ class Synchronizer:
             return {course.id: course} if course is not None else {}
         return await self._catalog.current_courses(sorted(course_ids))
 
-    async def _apply(
+    async def _reconcile(
         self, student: Claims, enrollment_ids: Sequence[int], courses: Mapping[int, CatalogCourse]
     ) -> None:
         # The catalog was asked before the transaction: no lock is held across a network call.
         # Locked and re-read here: what the caller read only decides whether to come here.
         async with transaction(self._sessions) as session:
             locked = await store.lock_enrollments(session, enrollment_ids)
-            await apply_catalog(session, locked, courses)
+            await reconcile_locked(session, locked, courses)
             states = await store.lesson_states(session, [e.id for e in locked])
             # A deleted last open lesson leaves nothing to complete: finish the course here.
             await complete_if_done(session, locked, states, student)

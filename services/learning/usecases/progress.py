@@ -3,7 +3,7 @@
 Completing a lesson runs in one transaction with its enrollment locked: reconcile against the
 course's current lessons, check the order rule, mark the lesson, and when it was the last open
 one set `completed_at` (only if still unset) and write the CourseCompleted outbox row.
-Reads answer from plain SELECTs and reconcile only when the catalog changed (sync.py).
+Reads answer from plain SELECTs and reconcile only when the catalog changed (reconciliation.py).
 """
 
 from __future__ import annotations
@@ -12,25 +12,26 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
-from libs.tokens import Claims
 from services.learning import store
 from services.learning.catalog_client import CatalogClient
 from services.learning.domain import (
     COURSE_GONE,
     ENROLLMENT_NOT_FOUND,
     PROGRESS_NOT_FOUND,
+    Enrollment,
     LessonState,
+    Progress,
     after_completing,
     check_can_complete,
     check_completed_change,
     require_id,
     require_student,
 )
-from services.learning.store import EnrollmentRow, ProgressRow
-from services.learning.sync import Synchronizer, apply_catalog, complete_if_done
+from services.learning.usecases.reconciliation import Reconciler, complete_if_done, reconcile_locked
 
 UPDATABLE_FIELDS = ("completed",)
 
@@ -40,20 +41,20 @@ class ProgressTracker:
         self,
         sessions: async_sessionmaker[AsyncSession],
         catalog: CatalogClient,
-        sync: Synchronizer,
+        reconciler: Reconciler,
     ) -> None:
         self._sessions = sessions
         self._catalog = catalog
-        self._sync = sync
+        self._reconciler = reconciler
 
     async def list_progress(
         self, caller: Claims, *, enrollment_id: int, page: int, page_size: int
-    ) -> tuple[list[ProgressRow], int]:
+    ) -> tuple[list[Progress], int]:
         require_student(caller)
         window = page_request(page, page_size)
         if enrollment_id < 0:
             raise InvalidArgument.on_field("enrollment", "Ensure this value is greater than 0.")
-        # The page and what the in-step check needs, read in one go; usually that is all.
+        # The page and what the reconciled check needs, read in one go; usually that is all.
         async with self._sessions() as session:
             if enrollment_id:
                 enrollment = await store.enrollment_of(session, caller.user_id, enrollment_id)
@@ -66,21 +67,21 @@ class ProgressTracker:
             listed = await store.list_progress(
                 session, caller.user_id, enrollment_id or None, window
             )
-        if await self._sync.sync(caller, checked, lessons):
+        if await self._reconciler.reconcile_if_stale(caller, checked, lessons):
             async with self._sessions() as session:
                 listed = await store.list_progress(
                     session, caller.user_id, enrollment_id or None, window
                 )
         return listed
 
-    async def get_progress(self, caller: Claims, progress_id: int) -> ProgressRow:
+    async def get_progress(self, caller: Claims, progress_id: int) -> Progress:
         require_student(caller)
         require_id(progress_id, PROGRESS_NOT_FOUND)
         async with self._sessions() as session:
             enrollment = await self._enrollment_of_progress(session, caller, progress_id)
             lessons = await _lessons_to_check(session, [enrollment])
             row = await store.progress_of(session, caller.user_id, progress_id)
-        if await self._sync.sync(caller, [enrollment], lessons):
+        if await self._reconciler.reconcile_if_stale(caller, [enrollment], lessons):
             async with self._sessions() as session:
                 row = await store.progress_of(session, caller.user_id, progress_id)
         if row is None:  # the lesson left the course
@@ -89,7 +90,7 @@ class ProgressTracker:
 
     async def update_progress(
         self, caller: Claims, progress_id: int, *, completed: bool, mask: Sequence[str]
-    ) -> ProgressRow:
+    ) -> Progress:
         """Changes the masked fields (only `completed` is writable); an empty mask changes
         nothing. Completion is one-way."""
         require_student(caller)
@@ -102,7 +103,7 @@ class ProgressTracker:
         row, _ = await self._complete(caller, progress_id)
         return row
 
-    async def complete_lesson(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+    async def complete_lesson(self, caller: Claims, progress_id: int) -> tuple[Progress, bool]:
         """The completed row, and whether it had been completed before this call."""
         require_student(caller)
         async with self._sessions() as session:
@@ -113,7 +114,7 @@ class ProgressTracker:
             return current, True
         return await self._complete(caller, progress_id)
 
-    async def _complete(self, caller: Claims, progress_id: int) -> tuple[ProgressRow, bool]:
+    async def _complete(self, caller: Claims, progress_id: int) -> tuple[Progress, bool]:
         async with self._sessions() as session:
             enrollment = await self._enrollment_of_progress(session, caller, progress_id)
         course = None
@@ -124,7 +125,7 @@ class ProgressTracker:
         async with transaction(self._sessions) as session:
             [locked] = await store.lock_enrollments(session, [enrollment.id])
             if course is not None:
-                await apply_catalog(session, [locked], {course.id: course})
+                await reconcile_locked(session, [locked], {course.id: course})
             states = (await store.lesson_states(session, [locked.id]))[locked.id]
             target = next((s for s in states if s.progress_id == progress_id), None)
             if target is None:
@@ -143,7 +144,7 @@ class ProgressTracker:
 
     async def _enrollment_of_progress(
         self, session: AsyncSession, caller: Claims, progress_id: int
-    ) -> EnrollmentRow:
+    ) -> Enrollment:
         require_id(progress_id, PROGRESS_NOT_FOUND)
         enrollment_id = await store.enrollment_id_of_progress(session, caller.user_id, progress_id)
         enrollment = (
@@ -157,9 +158,9 @@ class ProgressTracker:
 
 
 async def _lessons_to_check(
-    session: AsyncSession, enrollments: Sequence[EnrollmentRow]
+    session: AsyncSession, enrollments: Sequence[Enrollment]
 ) -> dict[int, list[LessonState]]:
-    """The lessons that count for the open ones among `enrollments`, for the in-step check
+    """The lessons that count for the open ones among `enrollments`, for the reconciled check
     (completed enrollments are final and never checked). One plain SELECT, or none."""
     open_ids = [e.id for e in enrollments if e.completed_at is None]
     return await store.lesson_states(session, open_ids)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -23,11 +22,13 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
+from libs.streams import decode_entry
 from services.notifier import store
 from services.notifier.deadletter import dead_letter, delivery_count
-from services.notifier.events import MalformedEvent, decode_entry, entry_event_id
+from services.notifier.events import MalformedEvent, decode_completion
 from services.notifier.lease import Heartbeat
 from services.notifier.mail import compose
 from services.notifier.mailer import Mailer, OutgoingMail, PermanentMailError, TransientMailError
@@ -60,8 +61,7 @@ class RetryPolicy:
     backoff_s: float
 
     def delay(self, retry: int) -> float:
-        # Exponential with jitter, so consumers hit by the same outage do not retry in lockstep.
-        return self.backoff_s * (2**retry) * random.uniform(0.8, 1.2)
+        return backoff_delay(retry, base_s=self.backoff_s, jitter=0.2)
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,10 @@ class Notifier:
         self._stopping.set()
 
     async def handle(self, delivery: Delivery) -> Outcome:
-        event_id = entry_event_id(delivery.fields)
+        event_id = decode_entry(delivery.fields).event_id
         logger = log.bind(entry_id=delivery.entry_id, event_id=event_id)
         try:
-            completion = decode_entry(delivery.fields)
+            completion = decode_completion(delivery.fields)
             message = compose(completion, self._sender)
         except (MalformedEvent, ValueError) as exc:
             # Never retried: no delivery can make this entry decode.
@@ -227,11 +227,14 @@ class Notifier:
         # entry this consumer's meanwhile) for up to the budget, then surfaced: the entry stays
         # pending, and this process only retries the record when it sees the entry again.
         deadline = time.monotonic() + self._record_sent_budget_s
-        wait = RECORD_SENT_FIRST_WAIT_S
+        attempt = 0
         while True:
             try:
                 await self._in_transaction(lambda session: store.mark_sent(session, event_id))
             except (SQLAlchemyError, OSError) as exc:
+                wait = backoff_delay(
+                    attempt, base_s=RECORD_SENT_FIRST_WAIT_S, max_s=RECORD_SENT_MAX_WAIT_S
+                )
                 if time.monotonic() + wait > deadline:
                     log.error(
                         "could not record a mail SMTP accepted; the entry stays pending",
@@ -241,7 +244,7 @@ class Notifier:
                     raise
                 log.warning("recording a sent mail failed; retrying", event_id=event_id)
                 await asyncio.sleep(wait)
-                wait = min(wait * 2, RECORD_SENT_MAX_WAIT_S)
+                attempt += 1
                 continue
             self._accepted_unrecorded.discard(event_id)
             return
@@ -271,7 +274,7 @@ class Notifier:
         log.error(
             "entry moved to the dead-letter stream",
             entry_id=delivery.entry_id,
-            event_id=entry_event_id(delivery.fields),
+            event_id=decode_entry(delivery.fields).event_id,
             dead_letter_stream=binding.dead_letter_stream,
             dead_letter_id=letter_id,
             reason=reason,

@@ -1,0 +1,1 @@
+"""The learning use cases: enrollments, progress, and their reconciliation with the catalog."""
