@@ -8,7 +8,9 @@ service's server.py stays a few lines long.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,11 +22,26 @@ from grpc_reflection.v1alpha import reflection
 
 from libs import call_context, sql_counting
 from libs.errors import DomainError, Unauthenticated
+from libs.grpc_client import KEEPALIVE_TIME_MS
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
 from libs.tokens import TokenVerifier
 
 log = get_logger("grpc")
+
+SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
+    # grpc turns SO_REUSEPORT on by default: a second process on a taken port then shares it
+    # silently (and takes half the connections). Off, binding a taken port fails.
+    ("grpc.so_reuseport", 0),
+    # Accept the clients' keepalive pings (libs/grpc_client.py), idle connections included;
+    # grpc's default (one ping per 5 minutes without data) would GOAWAY them as too_many_pings.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
+)
+
+
+class PortInUse(Exception):
+    """The server's port is taken by another process."""
 
 
 @dataclass
@@ -144,6 +161,7 @@ class GrpcServer:
         shutdown_grace_s: float = 10.0,
     ) -> None:
         self.definition = definition
+        self._host, self._port = host, port
         self._address = f"{host}:{port}"
         self._grace = shutdown_grace_s
         self._interceptor = CallContextInterceptor(definition, verifier)
@@ -152,7 +170,7 @@ class GrpcServer:
 
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
-        self._server = grpc.aio.server(interceptors=[self._interceptor])
+        self._server = grpc.aio.server(interceptors=[self._interceptor], options=SERVER_OPTIONS)
         self._health = health.aio.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -160,7 +178,11 @@ class GrpcServer:
             (self.definition.full_name, reflection.SERVICE_NAME, health.SERVICE_NAME),
             self._server,
         )
-        self.port = self._server.add_insecure_port(self._address)
+        try:
+            self.port = self._server.add_insecure_port(self._address)
+        except RuntimeError:
+            _raise_if_port_in_use(self._host, self._port)
+            raise
         await self._server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", serving)
@@ -189,3 +211,15 @@ class GrpcServer:
         await stop.wait()
         log.info("shutting down", service=self.definition.full_name)
         await self.stop()
+
+
+def _raise_if_port_in_use(host: str, port: int) -> None:
+    """grpc reports any bind failure as one RuntimeError; find out whether the port is taken."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} is already in use") from None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
 from services.learning.server import build_server
@@ -17,7 +19,10 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = Settings()
     configure_logging("learning", settings.log_level, settings.log_json)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except PortInUse as error:
+        sys.exit(f"learning: {error}")
 
 
 if __name__ == "__main__":
