@@ -27,6 +27,7 @@ MAX_METADATA_BYTES = 1024 * 1024
 # ping more often than every 5 minutes without data ("too_many_pings").
 KEEPALIVE_TIME_MS = 20_000
 KEEPALIVE_TIMEOUT_MS = 5_000
+MAX_RECONNECT_BACKOFF_MS = 5_000
 
 # The RPCs that only read, so a retry on UNAVAILABLE (the replica died or is stopping before it
 # answered) cannot apply anything twice. Rule: Get*/List* methods, the health check, and
@@ -128,6 +129,9 @@ def open_channel(target: str, default_timeout_s: float) -> grpc.aio.Channel:
             ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0),
+            # A replica that restarts on the same address is back in the rotation within
+            # seconds; gRPC's default reconnect backoff grows to two minutes.
+            ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
             ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
             ("grpc.max_metadata_size", MAX_METADATA_BYTES),
             ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),

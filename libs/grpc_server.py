@@ -39,6 +39,11 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
 )
 
+# How long a stopping server keeps serving after it reported NOT_SERVING: clients watching its
+# health (libs/grpc_client.py) stop picking it meanwhile, so no new call races the stop (a call
+# that reached the server just as it stopped was answered CANCELLED, a 499 for a write).
+DRAIN_S = 0.5
+
 
 class PortInUse(Exception):
     """The server's port is taken by another process."""
@@ -194,6 +199,7 @@ class GrpcServer:
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then clean up."""
         await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(DRAIN_S)
         await self._server.stop(self._grace)
         for task in self._tasks:
             task.cancel()
