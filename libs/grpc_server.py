@@ -20,24 +20,27 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from libs import call_context, sql_counting
+from libs import call_context, grpc_client, sql_counting
 from libs.errors import DomainError, Unauthenticated
-from libs.grpc_client import KEEPALIVE_TIME_MS
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
 from libs.tokens import TokenVerifier
 
 log = get_logger("grpc")
 
-SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
-    # grpc turns SO_REUSEPORT on by default: a second process on a taken port then shares it
-    # silently (and takes half the connections). Off, binding a taken port fails.
-    ("grpc.so_reuseport", 0),
-    # Accept the clients' keepalive pings (libs/grpc_client.py), idle connections included;
-    # grpc's default (one ping per 5 minutes without data) would GOAWAY them as too_many_pings.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 2),
-)
+
+def server_options() -> list[tuple[str, int]]:
+    return [
+        # grpc turns SO_REUSEPORT on by default: a second process on a taken port then shares it
+        # silently (and takes half the connections). Off, binding a taken port fails.
+        ("grpc.so_reuseport", 0),
+        # Accept the clients' keepalive pings (libs/grpc_client.py), idle connections included;
+        # grpc's default (pings on an idle connection at most every 2 h, otherwise every 5 min)
+        # would GOAWAY them as too_many_pings.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", grpc_client.KEEPALIVE_TIME_MS // 2),
+    ]
+
 
 # How long a stopping server keeps serving after it reported NOT_SERVING: clients watching its
 # health (libs/grpc_client.py) stop picking it meanwhile, so no new call races the stop (a call
@@ -175,7 +178,7 @@ class GrpcServer:
 
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
-        self._server = grpc.aio.server(interceptors=[self._interceptor], options=SERVER_OPTIONS)
+        self._server = grpc.aio.server(interceptors=[self._interceptor], options=server_options())
         self._health = health.aio.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
