@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,7 +30,7 @@ class Answer:
 
 @dataclass
 class Load:
-    """`concurrency` workers sending `actions` in turn, alternating over `gateways`, until
+    """`concurrency` workers sending randomly chosen `actions`, alternating over `gateways`, until
     `stop()` or `count` requests; every answer is kept in `answers`."""
 
     gateways: list[httpx.AsyncClient]
@@ -42,14 +43,17 @@ class Load:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._kinds = list(self.actions)
+        self._random = random.Random()
 
     async def _worker(self, limit: int | None) -> None:
         while not self._stop.is_set():
             turn = next(self._turns)
             if limit is not None and turn >= limit:
                 return
-            kind = self._kinds[turn % len(self._kinds)]
-            gateway = (turn // len(self._kinds)) % len(self.gateways)
+            # Random, not in turn: a fixed cycle of kinds phase-locks with round robin's strict
+            # alternation (every write of a kind landed on the same one of two replicas).
+            kind = self._random.choice(self._kinds)
+            gateway = turn % len(self.gateways)
             try:
                 response = await self.actions[kind](self.gateways[gateway])
             except httpx.HTTPError as error:

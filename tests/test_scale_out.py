@@ -24,12 +24,14 @@ from typing import Any
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis.asyncio import Redis
 
 from libs import migrations, streams
 from libs.embedded import drop_database, ensure_database
+from libs.grpc_client import MAX_RECONNECT_BACKOFF_MS
 from libs.settings import Settings, to_libpq_url
 from tests.conftest import MIGRATED_ONLY, SERVICES, User, leased_redis_db, register_and_login
 from tests.learning_support import Course, enroll, progress_rows, published_course, query
@@ -449,23 +451,40 @@ async def test_sigkill_of_replicas_fails_only_calls_in_flight_and_as_503(
         ).start()
     victims = [platform.catalogs[1], platform.learnings[1]]
     await asyncio.gather(*(process.wait_ready(60) for process in victims))
-    before = calls(victims)  # the log files hold the earlier processes' lines too
+    # Every channel (each gateway's, each learning's) reconnects within its capped reconnect
+    # backoff (5 s, +20% jitter): until then some of them still use only the other replica.
+    rejoined_by = asyncio.get_running_loop().time() + MAX_RECONNECT_BACKOFF_MS / 1000 * 1.2
+    # The log files hold the earlier processes' lines too.
+    before = [*calls(victims), victims[0].rpc_calls("CreateCourse")]
     load = rest_load(platform, world).start()
     try:
 
         async def back_in_rotation() -> bool:
-            return all(a > b for a, b in zip(calls(victims), before, strict=True))
+            now = [*calls(victims), victims[0].rpc_calls("CreateCourse")]
+            return all(a > b for a, b in zip(now, before, strict=True))
 
         await eventually(back_in_rotation, timeout_s=30, what="the restarted replicas' calls")
-        for process in victims:
-            process.send(signal.SIGKILL)
-        at_kill = len(load.answers)
-        exits = await asyncio.gather(*(process.wait(10) for process in victims))
+        await asyncio.sleep(max(0.0, rejoined_by - asyncio.get_running_loop().time()))
+        # Make sure writes are in flight on the victim at the kill: block course inserts (reads
+        # go on) until several CreateCourse calls wait, on both catalog replicas (round robin).
+        async with await psycopg.AsyncConnection.connect(
+            to_libpq_url(platform.settings.database_url)
+        ) as blocker:
+            await blocker.execute("LOCK TABLE catalog.courses IN SHARE ROW EXCLUSIVE MODE")
+            blocked = await waiting_on(blocker, "catalog.courses", at_least=6, within_s=2.5)
+            for process in victims:
+                process.send(signal.SIGKILL)
+            at_kill = len(load.answers)
+            exits = await asyncio.gather(*(process.wait(10) for process in victims))
+            await blocker.rollback()  # well inside the calls' 5 s deadline
         await load.wait_answers(at_kill + 120)
     finally:
         answers = await load.stop()
     statuses = load.statuses()
-    print(f"SIGKILL under load: {len(answers)} requests, statuses {dict(statuses)}")
+    print(
+        f"SIGKILL under load: {len(answers)} requests, {blocked} course writes in flight at the"
+        f" kill, statuses {dict(statuses)}"
+    )
     assert exits == [-signal.SIGKILL, -signal.SIGKILL]
     assert statuses[500] == 0, unexpected(answers, {200, 201, 503})[:5]
     assert not unexpected(answers, {200, 201, 503}), unexpected(answers, {200, 201, 503})[:5]
@@ -475,3 +494,25 @@ async def test_sigkill_of_replicas_fails_only_calls_in_flight_and_as_503(
     assert all(answer.kind in ("create_course", "enroll") for answer in failed), failed
     # Load kept flowing after the kill, all of it on the surviving replicas.
     assert len(answers) - at_kill >= 120
+    # The writes waiting on the killed catalog failed, as 503 (the others went through).
+    assert statuses[503] >= 1, statuses
+
+
+async def waiting_on(
+    connection: psycopg.AsyncConnection, table: str, at_least: int, within_s: float
+) -> int:
+    """How many backends wait for a lock on `table`: polled until `at_least`, or `within_s`."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with await psycopg.AsyncConnection.connect(
+        connection.info.dsn, autocommit=True
+    ) as observer:
+        while True:
+            cursor = await observer.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                (table,),
+            )
+            row = await cursor.fetchone()
+            waiting = int(row[0]) if row else 0
+            if waiting >= at_least or asyncio.get_running_loop().time() > deadline:
+                return waiting
+            await asyncio.sleep(0.02)
