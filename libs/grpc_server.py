@@ -8,7 +8,9 @@ service's server.py stays a few lines long.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import Token
@@ -19,7 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from libs import call_context, grpc_malformed, health_watch, outages, sql_counting
+from libs import call_context, grpc_client, grpc_malformed, health_watch, outages, sql_counting
 from libs.errors import DomainError, Unauthenticated, Unavailable
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
@@ -29,6 +31,29 @@ log = get_logger("grpc")
 
 # A unary method as grpc.aio calls it.
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+
+
+def server_options() -> list[tuple[str, int]]:
+    return [
+        # grpc turns SO_REUSEPORT on by default: a second process on a taken port then shares it
+        # silently (and takes half the connections). Off, binding a taken port fails.
+        ("grpc.so_reuseport", 0),
+        # Accept the clients' keepalive pings (libs/grpc_client.py), idle connections included;
+        # grpc's default (pings on an idle connection at most every 2 h, otherwise every 5 min)
+        # would GOAWAY them as too_many_pings.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", grpc_client.KEEPALIVE_TIME_MS // 2),
+    ]
+
+
+# How long a stopping server keeps serving after it reported NOT_SERVING: clients watching its
+# health (libs/grpc_client.py) stop picking it meanwhile, so no new call races the stop (a call
+# that reached the server just as it stopped was answered CANCELLED, a 499 for a write).
+DRAIN_S = 0.5
+
+
+class PortInUse(Exception):
+    """The server's port is taken by another process."""
 
 
 @dataclass
@@ -165,6 +190,7 @@ class GrpcServer:
         count_sql_statements: bool = False,
     ) -> None:
         self.definition = definition
+        self._host, self._port = host, port
         self._address = f"{host}:{port}"
         self._grace = shutdown_grace_s
         self._interceptors: list[grpc.aio.ServerInterceptor] = [
@@ -179,7 +205,7 @@ class GrpcServer:
 
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
-        self._server = grpc.aio.server(interceptors=self._interceptors)
+        self._server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
         self._health = health.aio.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
@@ -187,7 +213,11 @@ class GrpcServer:
             (self.definition.full_name, reflection.SERVICE_NAME, health.SERVICE_NAME),
             self._server,
         )
-        self.port = self._server.add_insecure_port(self._address)
+        try:
+            self.port = self._server.add_insecure_port(self._address)
+        except RuntimeError:
+            _raise_if_port_in_use(self._host, self._port)
+            raise
         await self._server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", serving)
@@ -202,6 +232,7 @@ class GrpcServer:
     async def stop(self) -> None:
         """Report NOT_SERVING, let in-flight calls finish within the grace period, then clean up."""
         await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(DRAIN_S)
         await self._server.stop(self._grace)
         for task in self._tasks:
             task.cancel()
@@ -219,3 +250,15 @@ class GrpcServer:
         await stop.wait()
         log.info("shutting down", service=self.definition.full_name)
         await self.stop()
+
+
+def _raise_if_port_in_use(host: str, port: int) -> None:
+    """grpc reports any bind failure as one RuntimeError; find out whether the port is taken."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc binds
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} is already in use") from None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
+from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
 from services.catalog.server import build_server
@@ -12,7 +14,10 @@ from services.catalog.server import build_server
 def main() -> None:
     settings = Settings()
     configure_logging("catalog", settings.log_level, settings.log_json)
-    asyncio.run(build_server(settings).serve_until_signalled())
+    try:
+        asyncio.run(build_server(settings).serve_until_signalled())
+    except PortInUse as error:
+        sys.exit(f"catalog: {error}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
+from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
 from libs.signing_keys import generate_signing_key
@@ -21,7 +23,10 @@ def main() -> None:
         # New tokens are signed with the new key; tokens signed by older keys keep verifying.
         print(generate_signing_key(settings.jwt_keys_dir))
         return
-    asyncio.run(build_server(settings).serve_until_signalled())
+    try:
+        asyncio.run(build_server(settings).serve_until_signalled())
+    except PortInUse as error:
+        sys.exit(f"identity: {error}")
 
 
 if __name__ == "__main__":

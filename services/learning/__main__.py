@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from libs.db import create_engine, session_factory
+from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.redis_client import redis_client
 from libs.settings import Settings
@@ -59,7 +60,10 @@ def main() -> None:
     settings = Settings()
     configure_logging("learning", settings.log_level, settings.log_json)
     if args.command != "republish":
-        asyncio.run(serve(settings))
+        try:
+            asyncio.run(serve(settings))
+        except PortInUse as error:
+            sys.exit(f"learning: {error}")
         return
     try:
         window = TimeRange.parse(args.since, args.until, now=datetime.now(UTC))
