@@ -47,7 +47,9 @@ class Backends:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))
 
     async def health(self) -> dict[str, str]:
-        """Each backend's gRPC health status (SERVING, NOT_SERVING, or UNAVAILABLE)."""
+        """Each backend's gRPC health status: SERVING, or UNAVAILABLE when no replica serves
+        (the channels skip replicas that report NOT_SERVING, so none is left to ask), or
+        NOT_SERVING from a replica that stopped serving since the channel last looked."""
 
         async def check(channel: grpc.aio.Channel) -> str:
             stub = health_pb2_grpc.HealthStub(channel)

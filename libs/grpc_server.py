@@ -51,6 +51,12 @@ def server_options() -> list[tuple[str, int]]:
 # that reached the server just as it stopped was answered CANCELLED, a 499 for a write).
 DRAIN_S = 0.5
 
+# Health service name that answers "is this process alive" (Kubernetes liveness and startup
+# probes): SERVING from start until SIGTERM, whatever the database does. The overall status ("")
+# and the service's own name follow the database (health_watch) and decide readiness; a liveness
+# probe on those would restart every pod during a database outage.
+LIVENESS_SERVICE = "liveness"
+
 
 class PortInUse(Exception):
     """The server's port is taken by another process."""
@@ -222,6 +228,7 @@ class GrpcServer:
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", serving)
         await self._health.set(self.definition.full_name, serving)
+        await self._health.set(LIVENESS_SERVICE, serving)
         self._tasks = [asyncio.create_task(job()) for job in self.definition.background_tasks]
         if (probe := self.definition.health_probe) is not None:
             watching = health_watch.watch(probe, self._health, [self.definition.full_name])

@@ -9,8 +9,14 @@ Services run in this process on free loopback ports, the gateway under uvicorn o
 
 from __future__ import annotations
 
-import asyncio
 import os
+
+# Before grpc is imported: the suite forks child processes while gRPC threads are busy (pgserver
+# runs pg_ctl as another user, which rules out vfork), and grpc's fork handlers then crash the
+# child (SIGSEGV) before it execs. Nothing here relies on gRPC surviving a fork.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator, Iterator

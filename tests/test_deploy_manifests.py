@@ -23,6 +23,7 @@ import pytest
 import yaml
 from pydantic import TypeAdapter
 
+from libs.grpc_server import LIVENESS_SERVICE
 from libs.settings import Settings
 from libs.signing_keys import JWKS_FILE, ensure_signing_key, load_active_signing_key
 
@@ -255,6 +256,11 @@ def test_ports_and_probes_agree_with_the_settings(overlay: str) -> None:
             assert setting(env, "grpc_bind_host") in ("0.0.0.0", "::", "[::]")
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 assert container[probe]["grpc"]["port"] == port, (app, probe)
+            # Readiness follows the database (overall status); liveness and startup only ask
+            # whether the process answers, so a database outage restarts no pod.
+            assert container["readinessProbe"]["grpc"].get("service", "") == ""
+            for probe in ("startupProbe", "livenessProbe"):
+                assert container[probe]["grpc"]["service"] == LIVENESS_SERVICE, (app, probe)
         else:
             port_field, ready_path, live_path = HTTP_PROBES[app]
             port = setting(env, port_field)

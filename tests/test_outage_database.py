@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs import migrations
 from libs.embedded import EmbeddedPostgres, ensure_database, free_port
-from libs.grpc_server import GrpcServer
+from libs.grpc_server import LIVENESS_SERVICE, GrpcServer
 from libs.settings import Settings
 from tests.conftest import (
     SERVICES,
@@ -95,10 +95,10 @@ async def platform(
         holder.postgres.stop()
 
 
-async def health_of(target: str) -> str:
+async def health_of(target: str, service: str = "") -> str:
     async with grpc.aio.insecure_channel(target) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=2
+            health_pb2.HealthCheckRequest(service=service), timeout=2
         )
     return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
@@ -113,8 +113,10 @@ async def wait_until(check: Callable[[], Awaitable[bool]], what: str) -> float:
     return time.monotonic() - started
 
 
-async def all_health(platform: Platform, status: str) -> bool:
-    found = await asyncio.gather(*(health_of(target) for target in platform.targets.values()))
+async def all_health(platform: Platform, status: str, service: str = "") -> bool:
+    found = await asyncio.gather(
+        *(health_of(target, service) for target in platform.targets.values())
+    )
     return all(value == status for value in found)
 
 
@@ -156,9 +158,13 @@ async def test_database_outage_is_503_and_recovers_without_restarts(platform: Pl
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert caught.value.details() == UNAVAILABLE_MESSAGE
         await wait_until(lambda: all_health(platform, "NOT_SERVING"), "health NOT_SERVING")
+        # The process is alive all the same: liveness (what Kubernetes restarts pods on) holds.
+        assert await all_health(platform, "SERVING", LIVENESS_SERVICE)
         not_ready = await http.get("/readyz/")
         assert_error_body(not_ready, 503)
-        assert set(not_ready.json()["backends"].values()) == {"NOT_SERVING"}
+        # Clients skip replicas that report NOT_SERVING (libs/grpc_client.py healthCheckConfig),
+        # so the gateway's own health call finds no replica to ask: UNAVAILABLE.
+        assert set(not_ready.json()["backends"].values()) == {"UNAVAILABLE"}
     finally:
         platform.start_database()
 
