@@ -54,6 +54,10 @@ def process_env(settings: Settings, **values: str | int | float) -> dict[str, st
         LOG_JSON="true",
         # No Python-side buffering: a SIGKILLed process's last lines are still in its log.
         PYTHONUNBUFFERED="1",
+        # A dozen such processes share one PostgreSQL (max_connections 100 by default) with the
+        # suite's own services: small pools keep the test from running out of connections.
+        DB_POOL_SIZE="3",
+        DB_MAX_OVERFLOW="3",
     )
     env.update({key.upper(): str(value) for key, value in values.items()})
     return env
