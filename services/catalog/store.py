@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import clock_now, schema_metadata
+from libs.db import clock_now, row_columns, schema_metadata, to_row
 from libs.paging import past_the_end
 from services.catalog import SCHEMA
 from services.catalog.domain import CourseStatus, ListScope, NewLesson
@@ -131,35 +131,17 @@ class OrderTaken(Exception):
     """The lesson order index refused a row: that order is already used in the course."""
 
 
-_COURSE_COLUMNS = (
-    courses.c.id,
-    courses.c.code,
-    courses.c.title,
-    courses.c.short_description,
-    courses.c.instructor_id,
-    courses.c.instructor_name,
-    courses.c.status,
-    courses.c.created_at,
-    courses.c.updated_at,
-)
-_LESSON_COLUMNS = (
-    lessons.c.id,
-    lessons.c.course_id,
-    lessons.c.title,
-    lessons.c.content,
-    lessons.c.position.label("order"),
-    lessons.c.created_at,
-    lessons.c.updated_at,
-)
+_COURSE_COLUMNS = row_columns(courses, CourseRow)
+_LESSON_COLUMNS = row_columns(lessons, LessonRow, renamed={"order": "position"})
 _LESSON_ORDERING = (lessons.c.course_id, lessons.c.position, lessons.c.id)
 
 
 def _course(row: sa.Row) -> CourseRow:
-    return CourseRow(**row._mapping)
+    return to_row(CourseRow, row)
 
 
 def _lesson(row: sa.Row) -> LessonRow:
-    return LessonRow(**row._mapping)
+    return to_row(LessonRow, row)
 
 
 def _is_order_conflict(error: IntegrityError) -> bool:
@@ -383,10 +365,7 @@ async def lesson_by_id(
     row = (await session.execute(_with_lock(statement, lock, lessons))).one_or_none()
     if row is None:
         return None
-    values = row._mapping
-    lesson = LessonRow(**{c.name: values[c.name] for c in _LESSON_COLUMNS})
-    course = CourseRow(**{c.name: values[f"course__{c.name}"] for c in _COURSE_COLUMNS})
-    return lesson, course
+    return to_row(LessonRow, row), to_row(CourseRow, row, prefix="course__")
 
 
 async def update_lesson(
