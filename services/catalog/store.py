@@ -173,19 +173,18 @@ async def insert_course(
     session: AsyncSession,
     *,
     code: str,
-    title: str,
-    short_description: str,
     instructor_id: int,
     instructor_name: str,
+    **fields: str,
 ) -> CourseRow:
+    """`fields`: the writable fields, by column name (the domain's COURSE_FIELDS)."""
     statement = (
         sa.insert(courses)
         .values(
             code=code,
-            title=title,
-            short_description=short_description,
             instructor_id=instructor_id,
             instructor_name=instructor_name,
+            **fields,
         )
         .returning(*_COURSE_COLUMNS)
     )
