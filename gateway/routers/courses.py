@@ -216,6 +216,7 @@ async def _publish(request: Request, course_id: int) -> dict[str, str]:
 @router.post(
     "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (owner); not a draft: 400 errors.status",
+    responses={400: {"description": "Not a draft (errors.status)"}},
 )
 async def publish_course(request: Request, _: Instructor, course_id: PathId) -> dict[str, str]:
     return await _publish(request, course_id)
@@ -224,6 +225,7 @@ async def publish_course(request: Request, _: Instructor, course_id: PathId) -> 
 @router.patch(
     "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (same as POST)",
+    responses={400: {"description": "Not a draft (errors.status)"}},
 )
 async def publish_course_patch(
     request: Request, _: Instructor, course_id: PathId

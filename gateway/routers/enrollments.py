@@ -99,7 +99,7 @@ async def list_enrollments(request: Request, _: Student, params: Page) -> dict[s
     status_code=201,
     summary="Enroll in a published course (one progress row per lesson is created)",
     openapi_extra=openapi_body(EnrollmentCreate),
-    responses={201: {"model": EnrollmentOut}},
+    responses={201: {"model": EnrollmentOut}, 404: {"description": "Unknown course"}},
 )
 async def enroll(
     request: Request, _: Student, body: Annotated[EnrollmentWritable, Body(EnrollmentCreate)]

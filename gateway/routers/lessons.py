@@ -84,7 +84,7 @@ async def list_lessons(
     status_code=201,
     summary="Add a lesson to your course",
     openapi_extra=openapi_body(LessonCreate),
-    responses={201: {"model": LessonOut}},
+    responses={201: {"model": LessonOut}, 404: {"description": "Unknown course"}},
 )
 async def create_lesson(
     request: Request, _: Instructor, body: Annotated[LessonNew, Body(LessonCreate)]
@@ -105,7 +105,7 @@ async def create_lesson(
     status_code=201,
     summary="Add several lessons to your course: all or nothing",
     openapi_extra=openapi_body(BulkCreate),
-    responses={201: {"model": list[LessonOut]}},
+    responses={201: {"model": list[LessonOut]}, 404: {"description": "Unknown course"}},
 )
 async def bulk_create_lessons(
     request: Request, _: Instructor, body: Annotated[BulkCreate, Body(BulkCreate)]

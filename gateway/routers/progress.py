@@ -147,7 +147,10 @@ async def patch_progress(
 @router.post(
     "/progress/{progress_id:id}/complete/",
     summary="Complete a lesson (lessons complete in order); a completed one answers a message",
-    responses={200: {"model": ProgressOut | AlreadyCompleted}},
+    responses={
+        200: {"model": ProgressOut | AlreadyCompleted},
+        400: {"description": "An earlier lesson is still open (errors.lesson)"},
+    },
 )
 async def complete_lesson(request: Request, _: Student, progress_id: PathId) -> dict[str, Any]:
     reply = await backends(request).learning.CompleteLesson(
