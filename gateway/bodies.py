@@ -3,8 +3,9 @@
 JSON is validated strictly (an id must be a JSON integer, a flag a JSON boolean); form bodies
 carry only strings, so they are validated leniently ("5" -> 5), except booleans, which are
 exactly "true" or "false". Unknown fields
-are rejected by name. Routes declare `body: Annotated[Model, Body(Model)]`; `openapi_body(Model)` documents
-the same model in the OpenAPI schema.
+are rejected by name. Routes declare `body: Annotated[Model, Body(Model)]` (for a resource,
+`Annotated[XWritable, Body(XBody)]`, the body model derived in gateway/resources.py);
+`openapi_body(Model)` documents the same model in the OpenAPI schema.
 """
 
 from __future__ import annotations

@@ -6,11 +6,13 @@ explicitly and no service can reach another's tables by a search_path accident.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, MetaData, event, func, text
+from sqlalchemy import ColumnElement, MetaData, Row, Table, event, func, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,6 +36,33 @@ NAMING_CONVENTION = {
 
 def schema_metadata(schema: str) -> MetaData:
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+R = TypeVar("R")
+
+
+def row_columns(
+    table: Table, row_type: type[Any], renamed: Mapping[str, str] | None = None
+) -> tuple[ColumnElement[Any], ...]:
+    """The columns a row dataclass holds, in its field order, each labelled with its field name.
+
+    The dataclass is the one list of what a query returns: a field added to it is selected
+    everywhere, with no column list to keep in step. `renamed` maps a field to its column when
+    the names differ (`order` is `position` in SQL).
+    """
+    renamed = renamed or {}
+    columns: list[ColumnElement[Any]] = []
+    for field in dataclasses.fields(row_type):
+        column = table.c[renamed.get(field.name, field.name)]
+        columns.append(column.label(field.name) if field.name in renamed else column)
+    return tuple(columns)
+
+
+def to_row(row_type: type[R], row: Row[Any], prefix: str = "") -> R:
+    """A row dataclass from a result row selected with `row_columns` (labels `prefix` + field)."""
+    values = row._mapping
+    fields = dataclasses.fields(row_type)  # type: ignore[arg-type]
+    return row_type(**{field.name: values[prefix + field.name] for field in fields})
 
 
 def clock_now() -> ColumnElement[datetime]:

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, pool, text
 
@@ -32,6 +32,11 @@ def _config(database_url: str, service: str) -> Config:
 
 def upgrade(database_url: str, service: str, revision: str = "head") -> None:
     command.upgrade(_config(database_url, service), revision)
+
+
+def rename_constraint(schema: str, table: str, old: str, new: str) -> None:
+    """Inside a migration: rename a constraint (Alembic has no operation for it)."""
+    op.execute(f'ALTER TABLE "{schema}"."{table}" RENAME CONSTRAINT "{old}" TO "{new}"')
 
 
 def run_env(schema: str, metadata: MetaData) -> None:

@@ -224,3 +224,20 @@ def test_id_filter() -> None:
 def test_instructor_name_is_the_token_name_or_the_email() -> None:
     assert instructor_name(claims(1, "Instructor", full_name=" Ada Lovelace ")) == "Ada Lovelace"
     assert instructor_name(claims(1, "Instructor", email="ada@example.com")) == "ada@example.com"
+
+
+def test_a_field_with_no_rule_is_an_error_not_the_description_limit() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        domain.clean_course_fields({"title": "ok", "language": "x"}, ("title", "language"))
+    assert caught.value.field_errors == {"language": [domain.UNKNOWN_FIELD]}
+    with pytest.raises(InvalidArgument) as caught:
+        domain.clean_lesson_fields({"colour": "red"}, ("colour",))
+    assert caught.value.field_errors == {"colour": [domain.UNKNOWN_FIELD]}
+
+
+@pytest.mark.parametrize(("name", "rule"), [*domain.COURSE_FIELDS.items()])
+def test_each_course_field_is_held_to_its_own_limit(name: str, rule: domain.TextRule) -> None:
+    domain.clean_course_fields({name: "x" * rule.limit}, (name,))
+    with pytest.raises(InvalidArgument) as caught:
+        domain.clean_course_fields({name: "x" * (rule.limit + 1)}, (name,))
+    assert caught.value.field_errors == {name: [domain.too_long(rule.limit)]}

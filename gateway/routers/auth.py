@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.auth import CurrentUser
 from gateway.bodies import Body, RequestModel, openapi_body
+from gateway.openapi import answers_locally
 from gateway.responses import OrjsonResponse, iso
 from gateway.routers.ops import backends
 from gateway.security import NO_STORE
@@ -85,7 +86,12 @@ async def register_alias(
     return await _register(request, body)
 
 
-@router.post("/auth/login/", summary="Log in", openapi_extra=openapi_body(LoginBody))
+@router.post(
+    "/auth/login/",
+    summary="Log in",
+    openapi_extra=openapi_body(LoginBody),
+    responses={401: {"description": "Wrong password or unknown user (one message for both)"}},
+)
 async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -> Response:
     reply = await backends(request).identity.Login(
         identity_pb2.LoginRequest(email=body.email, password=body.password)
@@ -104,6 +110,7 @@ async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -
     "/token/refresh/",
     summary="Exchange a refresh token for a new access token (the refresh token rotates)",
     openapi_extra=openapi_body(RefreshBody),
+    responses={401: {"description": "Invalid, expired or revoked refresh token"}},
 )
 async def refresh(request: Request, body: Annotated[RefreshBody, Body(RefreshBody)]) -> Response:
     reply = await backends(request).identity.RefreshToken(
@@ -117,7 +124,9 @@ async def refresh(request: Request, body: Annotated[RefreshBody, Body(RefreshBod
     "/token/verify/",
     summary="Check a token's signature, expiry and type",
     openapi_extra=openapi_body(VerifyBody),
+    responses={401: {"description": "Invalid or expired token"}},
 )
+@answers_locally
 async def verify(request: Request, body: Annotated[VerifyBody, Body(VerifyBody)]) -> dict[str, Any]:
     # Verified here with the published keys: no backend round trip for a signature check.
     verifier = request.app.state.verifier

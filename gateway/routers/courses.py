@@ -11,13 +11,20 @@ from typing import Annotated, Any
 
 from courseplatform.catalog.v1 import catalog_pb2
 from fastapi import APIRouter, Request, Response
-from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway.auth import CurrentUser, Instructor
-from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
-from gateway.fields import PathId
+from gateway.bodies import Body, openapi_body
+from gateway.fields import INT32_MAX, PathId
 from gateway.pagination import Page, paginated
+from gateway.resources import (
+    PageOut,
+    Representation,
+    Writable,
+    masked_update,
+    request_body,
+    writable_fields,
+)
 from gateway.responses import iso
 from gateway.routers.ops import backends
 
@@ -27,26 +34,8 @@ STATUS_FROM_PROTO = {
     catalog_pb2.COURSE_STATUS_DRAFT: "draft",
     catalog_pb2.COURSE_STATUS_PUBLISHED: "published",
 }
-WRITABLE = ("title", "short_description")
-READ_ONLY = (
-    "id",
-    "code",
-    "status",
-    "instructor",
-    "instructor_name",
-    "lesson_count",
-    "lessons",
-    "created_at",
-    "updated_at",
-)
+Order = Annotated[int, Field(ge=1, le=INT32_MAX, description="1-based, unique within the course")]
 PUBLISHED = {"status": "Course published successfully"}
-_READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
-
-
-def read_only_field(description: str = _READ_ONLY_HELP) -> Any:
-    """A representation field a body may carry back unchanged; `readOnly` keeps it out of
-    Swagger UI's request examples."""
-    return Field(default=None, description=description, json_schema_extra={"readOnly": True})
 
 
 # --- representations ---------------------------------------------------------------------------
@@ -80,25 +69,31 @@ def course_json(course: catalog_pb2.Course) -> dict[str, Any]:
     }
 
 
-class LessonOut(BaseModel):
-    """A lesson as the API returns it (documentation only)."""
+class LessonWritable(Writable):
+    title: str = Field(description="At most 255 characters")
+    content: str
+    order: Order
+
+
+class LessonOut(Representation, LessonWritable):
+    """A lesson as the API returns it."""
 
     id: int
-    title: str
-    content: str
-    order: int = Field(ge=1, description="1-based position, unique within the course")
-    course: int
+    course: int = Field(description="The course's id (a lesson does not move to another one)")
     created_at: str
     updated_at: str
 
 
-class CourseOut(BaseModel):
-    """A course as the API returns it (documentation only)."""
+class CourseWritable(Writable):
+    title: str = Field(description="At most 255 characters")
+    short_description: str = Field(description="At most 500 characters")
+
+
+class CourseOut(Representation, CourseWritable):
+    """A course as the API returns it."""
 
     id: int
     code: str = Field(examples=["COURSE-0001"])
-    title: str
-    short_description: str
     instructor: int = Field(description="The instructor's user id")
     instructor_name: str = Field(
         description="The instructor's full name when the course was created"
@@ -110,42 +105,10 @@ class CourseOut(BaseModel):
     updated_at: str
 
 
-class CoursePage(BaseModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[CourseOut]
-
-
-# --- request bodies ----------------------------------------------------------------------------
-
-
-class CourseReadOnlyFields(RequestModel):
-    """Fields of the representation a client may send back unchanged (clients PUT what they GET)."""
-
-    id: Any = read_only_field()
-    code: Any = read_only_field()
-    status: Any = read_only_field()
-    instructor: Any = read_only_field()
-    instructor_name: Any = read_only_field()
-    lesson_count: Any = read_only_field()
-    lessons: Any = read_only_field()
-    created_at: Any = read_only_field()
-    updated_at: Any = read_only_field()
-
-
-class CourseBody(CourseReadOnlyFields):
-    """POST and PUT: every writable field. On POST the read-only fields are ignored."""
-
-    title: str = Field(description="At most 255 characters")
-    short_description: str = Field(description="At most 500 characters")
-
-
-class CoursePatch(CourseReadOnlyFields):
-    """PATCH: any subset of the writable fields (null is not a value)."""
-
-    title: str = Field(default=None, description="At most 255 characters")  # type: ignore[assignment]
-    short_description: str = Field(default=None, description="At most 500 characters")  # type: ignore[assignment]
+# POST and PUT: every writable field (on POST the read-only echoes are ignored); PATCH: any
+# subset of them.
+CourseBody = request_body(CourseOut, CourseWritable)
+CoursePatch = request_body(CourseOut, CourseWritable, partial=True)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -154,7 +117,7 @@ class CoursePatch(CourseReadOnlyFields):
 @router.get(
     "/courses/",
     summary="Courses: instructors see their own (any status), students the published ones",
-    responses={200: {"model": CoursePage}},
+    responses={200: {"model": PageOut[CourseOut]}},
 )
 async def list_courses(request: Request, _: CurrentUser, params: Page) -> dict[str, Any]:
     reply = await backends(request).catalog.ListCourses(
@@ -172,11 +135,10 @@ async def list_courses(request: Request, _: CurrentUser, params: Page) -> dict[s
     responses={201: {"model": CourseOut}},
 )
 async def create_course(
-    request: Request, _: Instructor, body: Annotated[CourseBody, Body(CourseBody)]
+    request: Request, _: Instructor, body: Annotated[CourseWritable, Body(CourseBody)]
 ) -> dict[str, Any]:
-    reply = await backends(request).catalog.CreateCourse(
-        catalog_pb2.CreateCourseRequest(title=body.title, short_description=body.short_description)
-    )
+    values = body.model_dump(include=set(writable_fields(CourseOut)))
+    reply = await backends(request).catalog.CreateCourse(catalog_pb2.CreateCourseRequest(**values))
     return course_json(reply.course)
 
 
@@ -192,22 +154,16 @@ async def get_course(request: Request, _: CurrentUser, course_id: PathId) -> dic
     return course_json(reply.course)
 
 
-async def _update_course(request: Request, course_id: int, body: CourseReadOnlyFields) -> Any:
+async def _update_course(request: Request, course_id: int, body: CourseWritable) -> Any:
     catalog = backends(request).catalog
 
     async def current() -> dict[str, Any]:
         reply = await catalog.GetCourse(catalog_pb2.GetCourseRequest(course_id=course_id))
         return course_json(reply.course)
 
-    await check_read_only(body, READ_ONLY, current)
-    sent = body.model_dump(exclude_unset=True)
+    changes, mask = await masked_update(body, CourseOut, current)
     reply = await catalog.UpdateCourse(
-        catalog_pb2.UpdateCourseRequest(
-            course_id=course_id,
-            title=sent.get("title", ""),
-            short_description=sent.get("short_description", ""),
-            update_mask=FieldMask(paths=[name for name in WRITABLE if name in sent]),
-        )
+        catalog_pb2.UpdateCourseRequest(course_id=course_id, update_mask=mask, **changes)
     )
     return course_json(reply.course)
 
@@ -222,7 +178,7 @@ async def replace_course(
     request: Request,
     _: Instructor,
     course_id: PathId,
-    body: Annotated[CourseBody, Body(CourseBody)],
+    body: Annotated[CourseWritable, Body(CourseBody)],
 ) -> dict[str, Any]:
     return await _update_course(request, course_id, body)
 
@@ -237,7 +193,7 @@ async def patch_course(
     request: Request,
     _: Instructor,
     course_id: PathId,
-    body: Annotated[CoursePatch, Body(CoursePatch)],
+    body: Annotated[CourseWritable, Body(CoursePatch)],
 ) -> dict[str, Any]:
     return await _update_course(request, course_id, body)
 
@@ -260,6 +216,7 @@ async def _publish(request: Request, course_id: int) -> dict[str, str]:
 @router.post(
     "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (owner); not a draft: 400 errors.status",
+    responses={400: {"description": "Not a draft (errors.status)"}},
 )
 async def publish_course(request: Request, _: Instructor, course_id: PathId) -> dict[str, str]:
     return await _publish(request, course_id)
@@ -268,6 +225,7 @@ async def publish_course(request: Request, _: Instructor, course_id: PathId) -> 
 @router.patch(
     "/courses/{course_id:id}/publish/",
     summary="Publish a draft course (same as POST)",
+    responses={400: {"description": "Not a draft (errors.status)"}},
 )
 async def publish_course_patch(
     request: Request, _: Instructor, course_id: PathId

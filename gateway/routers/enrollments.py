@@ -10,18 +10,17 @@ from typing import Annotated, Any
 
 from courseplatform.learning.v1 import learning_pb2
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gateway.auth import Student
-from gateway.bodies import Body, RequestModel, openapi_body
+from gateway.bodies import Body, openapi_body
 from gateway.fields import Id, PathId
 from gateway.pagination import Page, paginated
+from gateway.resources import PageOut, Representation, Writable, request_body
 from gateway.responses import iso
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["enrollments"])
-
-_READ_ONLY_HELP = "Read-only: ignored on enrollment."
 
 
 def enrollment_json(enrollment: learning_pb2.Enrollment) -> dict[str, Any]:
@@ -51,13 +50,16 @@ def enrollment_detail_json(reply: learning_pb2.GetEnrollmentResponse) -> dict[st
     }
 
 
-class EnrollmentOut(BaseModel):
-    """An enrollment as the API returns it (documentation only)."""
+class EnrollmentWritable(Writable):
+    course: Id
+
+
+class EnrollmentOut(Representation, EnrollmentWritable):
+    """An enrollment as the API returns it."""
 
     id: int
     student: int
     student_name: str
-    course: int
     course_title: str
     enrolled_at: str
     completed_at: str | None
@@ -72,31 +74,16 @@ class EnrollmentDetailOut(EnrollmentOut):
     completion_percentage: float = Field(description="0..100, rounded to 2 decimals")
 
 
-class EnrollmentPage(BaseModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[EnrollmentOut]
-
-
-class EnrollmentCreate(RequestModel):
-    course: Id
-    # Fields of the representation a client may echo back; the service decides them.
-    id: Any = Field(default=None, description=_READ_ONLY_HELP)
-    student: Any = Field(default=None, description=_READ_ONLY_HELP)
-    student_name: Any = Field(default=None, description=_READ_ONLY_HELP)
-    course_title: Any = Field(default=None, description=_READ_ONLY_HELP)
-    enrolled_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    completed_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    is_completed: Any = Field(default=None, description=_READ_ONLY_HELP)
-    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
+# The service decides every other field of the representation; a client may echo them back.
+EnrollmentCreate = request_body(
+    EnrollmentOut, EnrollmentWritable, read_only_help="Read-only: ignored on enrollment."
+)
 
 
 @router.get(
     "/enrollments/",
     summary="Your enrollments, newest first",
-    responses={200: {"model": EnrollmentPage}},
+    responses={200: {"model": PageOut[EnrollmentOut]}},
 )
 async def list_enrollments(request: Request, _: Student, params: Page) -> dict[str, Any]:
     reply = await backends(request).learning.ListEnrollments(
@@ -112,10 +99,10 @@ async def list_enrollments(request: Request, _: Student, params: Page) -> dict[s
     status_code=201,
     summary="Enroll in a published course (one progress row per lesson is created)",
     openapi_extra=openapi_body(EnrollmentCreate),
-    responses={201: {"model": EnrollmentOut}},
+    responses={201: {"model": EnrollmentOut}, 404: {"description": "Unknown course"}},
 )
 async def enroll(
-    request: Request, _: Student, body: Annotated[EnrollmentCreate, Body(EnrollmentCreate)]
+    request: Request, _: Student, body: Annotated[EnrollmentWritable, Body(EnrollmentCreate)]
 ) -> dict[str, Any]:
     reply = await backends(request).learning.Enroll(
         learning_pb2.EnrollRequest(course_id=body.course)

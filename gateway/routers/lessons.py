@@ -14,22 +14,16 @@ from typing import Annotated, Any
 from courseplatform.catalog.v1 import catalog_pb2
 from courseplatform.learning.v1 import learning_pb2
 from fastapi import APIRouter, Query, Request, Response
-from google.protobuf.field_mask_pb2 import FieldMask
-from pydantic import BaseModel, Field
 
 from gateway.auth import CurrentUser, Instructor
-from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
-from gateway.fields import INT32_MAX, INT64_MAX, Id, PathId
+from gateway.bodies import Body, RequestModel, openapi_body
+from gateway.fields import INT64_MAX, Id, PathId
 from gateway.pagination import Page, paginated
-from gateway.routers.courses import LessonOut, lesson_json, read_only_field
+from gateway.resources import PageOut, masked_update, request_body
+from gateway.routers.courses import LessonOut, LessonWritable, lesson_json
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["lessons"])
-
-WRITABLE = ("title", "content", "order")
-READ_ONLY = ("id", "course", "created_at", "updated_at")
-
-Order = Annotated[int, Field(ge=1, le=INT32_MAX, description="1-based, unique within the course")]
 
 
 async def enrolled_course_ids(request: Request) -> list[int]:
@@ -41,51 +35,20 @@ async def enrolled_course_ids(request: Request) -> list[int]:
     return list(reply.course_ids)
 
 
-class LessonPage(BaseModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[LessonOut]
+class LessonNew(LessonWritable):
+    """POST: the writable fields and the course the lesson goes into."""
 
-
-class LessonReadOnlyFields(RequestModel):
-    """Fields of the representation a client may send back unchanged."""
-
-    id: Any = read_only_field()
-    created_at: Any = read_only_field()
-    updated_at: Any = read_only_field()
-
-
-class LessonCreate(LessonReadOnlyFields):
     course: Id
-    title: str = Field(description="At most 255 characters")
-    content: str
-    order: Order
-
-
-class LessonPut(LessonReadOnlyFields):
-    course: Any = read_only_field("Read-only: a lesson does not move to another course")
-    title: str = Field(description="At most 255 characters")
-    content: str
-    order: Order
-
-
-class LessonPatch(LessonReadOnlyFields):
-    course: Any = read_only_field("Read-only: a lesson does not move to another course")
-    title: str = Field(default=None, description="At most 255 characters")  # type: ignore[assignment]
-    content: str = Field(default=None)  # type: ignore[assignment]
-    order: Order = Field(default=None)  # type: ignore[assignment]
-
-
-class BulkLesson(RequestModel):
-    title: str = Field(description="At most 255 characters")
-    content: str
-    order: Order
 
 
 class BulkCreate(RequestModel):
     course: Id
-    lessons: list[BulkLesson]
+    lessons: list[LessonWritable]
+
+
+LessonCreate = request_body(LessonOut, LessonNew, name="LessonCreate")
+LessonPut = request_body(LessonOut, LessonWritable)
+LessonPatch = request_body(LessonOut, LessonWritable, partial=True)
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -94,7 +57,7 @@ class BulkCreate(RequestModel):
 @router.get(
     "/lessons/",
     summary="Lessons by course, then order: instructors' own courses, students' enrolled ones",
-    responses={200: {"model": LessonPage}},
+    responses={200: {"model": PageOut[LessonOut]}},
 )
 async def list_lessons(
     request: Request,
@@ -121,15 +84,17 @@ async def list_lessons(
     status_code=201,
     summary="Add a lesson to your course",
     openapi_extra=openapi_body(LessonCreate),
-    responses={201: {"model": LessonOut}},
+    responses={201: {"model": LessonOut}, 404: {"description": "Unknown course"}},
 )
 async def create_lesson(
-    request: Request, _: Instructor, body: Annotated[LessonCreate, Body(LessonCreate)]
+    request: Request, _: Instructor, body: Annotated[LessonNew, Body(LessonCreate)]
 ) -> dict[str, Any]:
     reply = await backends(request).catalog.CreateLesson(
         catalog_pb2.CreateLessonRequest(
             course_id=body.course,
-            lesson=catalog_pb2.NewLesson(title=body.title, content=body.content, order=body.order),
+            lesson=catalog_pb2.NewLesson(
+                **body.model_dump(include=set(LessonWritable.model_fields))
+            ),
         )
     )
     return lesson_json(reply.lesson)
@@ -140,7 +105,7 @@ async def create_lesson(
     status_code=201,
     summary="Add several lessons to your course: all or nothing",
     openapi_extra=openapi_body(BulkCreate),
-    responses={201: {"model": list[LessonOut]}},
+    responses={201: {"model": list[LessonOut]}, 404: {"description": "Unknown course"}},
 )
 async def bulk_create_lessons(
     request: Request, _: Instructor, body: Annotated[BulkCreate, Body(BulkCreate)]
@@ -148,10 +113,7 @@ async def bulk_create_lessons(
     reply = await backends(request).catalog.BulkCreateLessons(
         catalog_pb2.BulkCreateLessonsRequest(
             course_id=body.course,
-            lessons=[
-                catalog_pb2.NewLesson(title=item.title, content=item.content, order=item.order)
-                for item in body.lessons
-            ],
+            lessons=[catalog_pb2.NewLesson(**item.model_dump()) for item in body.lessons],
         )
     )
     return [lesson_json(lesson) for lesson in reply.lessons]
@@ -173,20 +135,13 @@ async def get_lesson(request: Request, _: CurrentUser, lesson_id: PathId) -> dic
     return lesson_json(await _get_lesson(request, lesson_id))
 
 
-async def _update_lesson(request: Request, lesson_id: int, body: LessonReadOnlyFields) -> Any:
+async def _update_lesson(request: Request, lesson_id: int, body: LessonWritable) -> Any:
     async def current() -> dict[str, Any]:
         return lesson_json(await _get_lesson(request, lesson_id))
 
-    await check_read_only(body, READ_ONLY, current)
-    sent = body.model_dump(exclude_unset=True)
+    changes, mask = await masked_update(body, LessonOut, current)
     reply = await backends(request).catalog.UpdateLesson(
-        catalog_pb2.UpdateLessonRequest(
-            lesson_id=lesson_id,
-            title=sent.get("title", ""),
-            content=sent.get("content", ""),
-            order=sent.get("order", 0),
-            update_mask=FieldMask(paths=[name for name in WRITABLE if name in sent]),
-        )
+        catalog_pb2.UpdateLessonRequest(lesson_id=lesson_id, update_mask=mask, **changes)
     )
     return lesson_json(reply.lesson)
 
@@ -198,7 +153,10 @@ async def _update_lesson(request: Request, lesson_id: int, body: LessonReadOnlyF
     responses={200: {"model": LessonOut}},
 )
 async def replace_lesson(
-    request: Request, _: Instructor, lesson_id: PathId, body: Annotated[LessonPut, Body(LessonPut)]
+    request: Request,
+    _: Instructor,
+    lesson_id: PathId,
+    body: Annotated[LessonWritable, Body(LessonPut)],
 ) -> dict[str, Any]:
     return await _update_lesson(request, lesson_id, body)
 
@@ -213,7 +171,7 @@ async def patch_lesson(
     request: Request,
     _: Instructor,
     lesson_id: PathId,
-    body: Annotated[LessonPatch, Body(LessonPatch)],
+    body: Annotated[LessonWritable, Body(LessonPatch)],
 ) -> dict[str, Any]:
     return await _update_lesson(request, lesson_id, body)
 

@@ -10,29 +10,19 @@ from typing import Annotated, Any
 
 from courseplatform.learning.v1 import learning_pb2
 from fastapi import APIRouter, Query, Request
-from google.protobuf.field_mask_pb2 import FieldMask
 from pydantic import BaseModel, Field
 
 from gateway.auth import Student
-from gateway.bodies import Body, RequestModel, check_read_only, openapi_body
+from gateway.bodies import Body, openapi_body
 from gateway.fields import INT64_MAX, PathId
 from gateway.pagination import Page, paginated
+from gateway.resources import PageOut, Representation, Writable, masked_update, request_body
 from gateway.responses import iso
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["progress"])
 
-READ_ONLY = (
-    "id",
-    "enrollment",
-    "lesson",
-    "lesson_title",
-    "completed_at",
-    "created_at",
-    "updated_at",
-)
 ALREADY_COMPLETED = {"message": "Lesson is already completed"}
-_READ_ONLY_HELP = "Read-only: accepted when equal to the current value, else 400."
 
 
 def progress_json(progress: learning_pb2.Progress) -> dict[str, Any]:
@@ -48,56 +38,34 @@ def progress_json(progress: learning_pb2.Progress) -> dict[str, Any]:
     }
 
 
-class ProgressOut(BaseModel):
-    """A progress row as the API returns it (documentation only)."""
+class ProgressWritable(Writable):
+    completed: bool = Field(description="true completes the lesson; completion is one-way")
+
+
+class ProgressOut(Representation, ProgressWritable):
+    """A progress row as the API returns it."""
 
     id: int
     enrollment: int
     lesson: int
     lesson_title: str
-    completed: bool
     completed_at: str | None
     created_at: str
     updated_at: str
-
-
-class ProgressPage(BaseModel):
-    count: int
-    next: str | None
-    previous: str | None
-    results: list[ProgressOut]
 
 
 class AlreadyCompleted(BaseModel):
     message: str
 
 
-class ProgressReadOnlyFields(RequestModel):
-    """Fields of the representation a client may send back unchanged."""
-
-    id: Any = Field(default=None, description=_READ_ONLY_HELP)
-    enrollment: Any = Field(default=None, description=_READ_ONLY_HELP)
-    lesson: Any = Field(default=None, description=_READ_ONLY_HELP)
-    lesson_title: Any = Field(default=None, description=_READ_ONLY_HELP)
-    completed_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    created_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-    updated_at: Any = Field(default=None, description=_READ_ONLY_HELP)
-
-
-class ProgressPut(ProgressReadOnlyFields):
-    completed: bool = Field(description="true completes the lesson; completion is one-way")
-
-
-class ProgressPatch(ProgressReadOnlyFields):
-    completed: bool = Field(  # type: ignore[assignment]
-        default=None, description="true completes the lesson; completion is one-way"
-    )
+ProgressPut = request_body(ProgressOut, ProgressWritable)
+ProgressPatch = request_body(ProgressOut, ProgressWritable, partial=True)
 
 
 @router.get(
     "/progress/",
     summary="Your lesson progress, by enrollment then lesson order",
-    responses={200: {"model": ProgressPage}},
+    responses={200: {"model": PageOut[ProgressOut]}},
 )
 async def list_progress(
     request: Request,
@@ -134,19 +102,14 @@ async def get_progress(request: Request, _: Student, progress_id: PathId) -> dic
 
 
 async def _update_progress(
-    request: Request, progress_id: int, body: ProgressReadOnlyFields
+    request: Request, progress_id: int, body: ProgressWritable
 ) -> dict[str, Any]:
     async def current() -> dict[str, Any]:
         return progress_json(await _get_progress(request, progress_id))
 
-    await check_read_only(body, READ_ONLY, current)
-    sent = body.model_dump(exclude_unset=True)
+    changes, mask = await masked_update(body, ProgressOut, current)
     reply = await backends(request).learning.UpdateProgress(
-        learning_pb2.UpdateProgressRequest(
-            progress_id=progress_id,
-            completed=bool(sent.get("completed")),
-            update_mask=FieldMask(paths=["completed"] if "completed" in sent else []),
-        )
+        learning_pb2.UpdateProgressRequest(progress_id=progress_id, update_mask=mask, **changes)
     )
     return progress_json(reply.progress)
 
@@ -161,7 +124,7 @@ async def replace_progress(
     request: Request,
     _: Student,
     progress_id: PathId,
-    body: Annotated[ProgressPut, Body(ProgressPut)],
+    body: Annotated[ProgressWritable, Body(ProgressPut)],
 ) -> dict[str, Any]:
     return await _update_progress(request, progress_id, body)
 
@@ -176,7 +139,7 @@ async def patch_progress(
     request: Request,
     _: Student,
     progress_id: PathId,
-    body: Annotated[ProgressPatch, Body(ProgressPatch)],
+    body: Annotated[ProgressWritable, Body(ProgressPatch)],
 ) -> dict[str, Any]:
     return await _update_progress(request, progress_id, body)
 
@@ -184,7 +147,10 @@ async def patch_progress(
 @router.post(
     "/progress/{progress_id:id}/complete/",
     summary="Complete a lesson (lessons complete in order); a completed one answers a message",
-    responses={200: {"model": ProgressOut | AlreadyCompleted}},
+    responses={
+        200: {"model": ProgressOut | AlreadyCompleted},
+        400: {"description": "An earlier lesson is still open (errors.lesson)"},
+    },
 )
 async def complete_lesson(request: Request, _: Student, progress_id: PathId) -> dict[str, Any]:
     reply = await backends(request).learning.CompleteLesson(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Iterable
+from typing import Any, TypeAlias
 
 import grpc
 from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from google.protobuf.message import Message
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
-from services.catalog.domain import CourseStatus, CourseWithLessons, Lesson, NewLesson
+from services.catalog.domain import (
+    COURSE_FIELDS,
+    LESSON_FIELDS,
+    CourseStatus,
+    CourseWithLessons,
+    Lesson,
+    NewLesson,
+)
 from services.catalog.usecases import Catalog
 
 STATUS_TO_PROTO = {
@@ -18,6 +27,11 @@ STATUS_TO_PROTO = {
 }
 
 Context: TypeAlias = grpc.aio.ServicerContext
+
+
+def writable_fields(request: Message, fields: Iterable[str]) -> dict[str, Any]:
+    """The request's values of the domain's writable fields (the proto names them the same)."""
+    return {name: getattr(request, name) for name in fields}
 
 
 def lesson_to_proto(lesson: Lesson) -> catalog_pb2.Lesson:
@@ -61,7 +75,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.CreateCourseRequest, context: Context
     ) -> catalog_pb2.CreateCourseResponse:
         course = await self._catalog.create_course(
-            current_claims(), title=request.title, short_description=request.short_description
+            current_claims(), writable_fields(request, COURSE_FIELDS)
         )
         return catalog_pb2.CreateCourseResponse(course=course_to_proto(course))
 
@@ -90,7 +104,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         course = await self._catalog.update_course(
             current_claims(),
             request.course_id,
-            {"title": request.title, "short_description": request.short_description},
+            writable_fields(request, COURSE_FIELDS),
             list(request.update_mask.paths),
         )
         return catalog_pb2.UpdateCourseResponse(course=course_to_proto(course))
@@ -162,7 +176,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         lesson = await self._catalog.update_lesson(
             current_claims(),
             request.lesson_id,
-            {"title": request.title, "content": request.content, "order": request.order},
+            writable_fields(request, LESSON_FIELDS),
             list(request.update_mask.paths),
         )
         return catalog_pb2.UpdateLessonResponse(lesson=lesson_to_proto(lesson))

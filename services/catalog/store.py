@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import clock_now, schema_metadata
+from libs.db import clock_now, row_columns, schema_metadata, to_row
 from libs.paging import past_the_end
 from services.catalog import SCHEMA
 from services.catalog.domain import (
@@ -105,35 +105,17 @@ class OrderTaken(Exception):
     """The lesson order index refused a row: that order is already used in the course."""
 
 
-_COURSE_COLUMNS = (
-    courses.c.id,
-    courses.c.code,
-    courses.c.title,
-    courses.c.short_description,
-    courses.c.instructor_id,
-    courses.c.instructor_name,
-    courses.c.status,
-    courses.c.created_at,
-    courses.c.updated_at,
-)
-_LESSON_COLUMNS = (
-    lessons.c.id,
-    lessons.c.course_id,
-    lessons.c.title,
-    lessons.c.content,
-    lessons.c.position.label("order"),
-    lessons.c.created_at,
-    lessons.c.updated_at,
-)
+_COURSE_COLUMNS = row_columns(courses, Course)
+_LESSON_COLUMNS = row_columns(lessons, Lesson, renamed={"order": "position"})
 _LESSON_ORDERING = (lessons.c.course_id, lessons.c.position, lessons.c.id)
 
 
 def _course(row: sa.Row) -> Course:
-    return Course(**row._mapping)
+    return to_row(Course, row)
 
 
 def _lesson(row: sa.Row) -> Lesson:
-    return Lesson(**row._mapping)
+    return to_row(Lesson, row)
 
 
 def _is_order_conflict(error: IntegrityError) -> bool:
@@ -165,19 +147,18 @@ async def insert_course(
     session: AsyncSession,
     *,
     code: str,
-    title: str,
-    short_description: str,
     instructor_id: int,
     instructor_name: str,
+    **fields: str,
 ) -> Course:
+    """`fields`: the writable fields, by column name (the domain's COURSE_FIELDS)."""
     statement = (
         sa.insert(courses)
         .values(
             code=code,
-            title=title,
-            short_description=short_description,
             instructor_id=instructor_id,
             instructor_name=instructor_name,
+            **fields,
         )
         .returning(*_COURSE_COLUMNS)
     )
@@ -355,10 +336,7 @@ async def lesson_by_id(
     row = (await session.execute(_with_lock(statement, lock, lessons))).one_or_none()
     if row is None:
         return None
-    values = row._mapping
-    lesson = Lesson(**{c.name: values[c.name] for c in _LESSON_COLUMNS})
-    course = Course(**{c.name: values[f"course__{c.name}"] for c in _COURSE_COLUMNS})
-    return lesson, course
+    return to_row(Lesson, row), to_row(Course, row, prefix="course__")
 
 
 async def update_lesson(

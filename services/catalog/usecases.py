@@ -58,22 +58,18 @@ class Catalog:
 
     # --- courses -------------------------------------------------------------------------------
 
-    async def create_course(
-        self, caller: Claims, *, title: str, short_description: str
-    ) -> CourseWithLessons:
+    async def create_course(self, caller: Claims, values: Mapping[str, str]) -> CourseWithLessons:
+        """`values` holds every writable field (COURSE_FIELDS)."""
         ensure_can_create_course(caller)
-        fields = clean_course_fields(
-            {"title": title, "short_description": short_description}, COURSE_FIELDS
-        )
+        fields = clean_course_fields(values, COURSE_FIELDS)
         async with transaction(self._sessions) as session:
             number = await store.next_course_number(session)
             course = await store.insert_course(
                 session,
                 code=course_code(number),
-                title=fields["title"],
-                short_description=fields["short_description"],
                 instructor_id=caller.user_id,
                 instructor_name=instructor_name(caller),
+                **fields,
             )
         return CourseWithLessons(course, [])
 

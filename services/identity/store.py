@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import schema_metadata
+from libs.db import row_columns, schema_metadata
 from services.identity import SCHEMA
 from services.identity.domain import User
 
@@ -68,6 +68,10 @@ class RefreshTokenRow:
     replaced_by: str | None
 
 
+_USER_COLUMNS = row_columns(users, User)
+_REFRESH_TOKEN_COLUMNS = row_columns(refresh_tokens, RefreshTokenRow)
+
+
 class EmailTaken(Exception):
     pass
 
@@ -84,7 +88,7 @@ async def insert_user(
     statement = (
         insert(users)
         .values(email=email, full_name=full_name, role=role, password_hash=password_hash)
-        .returning(*users.c)
+        .returning(*_USER_COLUMNS)
     )
     try:
         async with session.begin_nested():
@@ -99,14 +103,16 @@ async def user_by_email(session: AsyncSession, normalized_email: str) -> User | 
         return None
     row = (
         await session.execute(
-            sa.select(users).where(sa.func.lower(users.c.email) == normalized_email)
+            sa.select(*_USER_COLUMNS).where(sa.func.lower(users.c.email) == normalized_email)
         )
     ).one_or_none()
     return User(**row._mapping) if row else None
 
 
 async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
-    row = (await session.execute(sa.select(users).where(users.c.id == user_id))).one_or_none()
+    row = (
+        await session.execute(sa.select(*_USER_COLUMNS).where(users.c.id == user_id))
+    ).one_or_none()
     return User(**row._mapping) if row else None
 
 
@@ -136,16 +142,7 @@ async def insert_refresh_token(
 async def lock_refresh_token(session: AsyncSession, jti: str) -> RefreshTokenRow | None:
     """The token's row, locked so two concurrent refreshes of one token cannot both rotate it."""
     statement = (
-        sa.select(
-            refresh_tokens.c.jti,
-            refresh_tokens.c.user_id,
-            refresh_tokens.c.family_id,
-            refresh_tokens.c.expires_at,
-            refresh_tokens.c.revoked_at,
-            refresh_tokens.c.replaced_by,
-        )
-        .where(refresh_tokens.c.jti == jti)
-        .with_for_update()
+        sa.select(*_REFRESH_TOKEN_COLUMNS).where(refresh_tokens.c.jti == jti).with_for_update()
     )
     row = (await session.execute(statement)).one_or_none()
     return RefreshTokenRow(**row._mapping) if row else None

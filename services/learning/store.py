@@ -6,6 +6,7 @@ travel as arrays and are expanded by `unnest` inside PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import clock_now, schema_metadata
+from libs.db import clock_now, row_columns, schema_metadata, to_row
 from libs.paging import PageRequest, past_the_end
 from services.learning import SCHEMA
 from services.learning.domain import CatalogLesson, Enrollment, LessonState, Progress
@@ -120,8 +121,14 @@ class OutboxRow:
     payload: bytes
 
 
-_ENROLLMENT_COLUMNS = [enrollments.c[name] for name in Enrollment.__dataclass_fields__]
-_PROGRESS_COLUMNS = [lesson_progress.c[name] for name in Progress.__dataclass_fields__]
+_ENROLLMENT_COLUMNS = row_columns(enrollments, Enrollment)
+_PROGRESS_COLUMNS = row_columns(lesson_progress, Progress)
+_OUTBOX_COLUMNS = row_columns(outbox, OutboxRow)
+_LESSON_STATE_COLUMNS = row_columns(
+    lesson_progress,
+    LessonState,
+    renamed={"progress_id": "id", "title": "lesson_title", "order": "lesson_order"},
+)
 
 
 def _enrollment(row: sa.Row) -> Enrollment:
@@ -352,27 +359,12 @@ async def lesson_states(
         return result
     row = lesson_progress.c
     statement = (
-        sa.select(
-            row.id,
-            row.enrollment_id,
-            row.lesson_id,
-            row.lesson_title,
-            row.lesson_order,
-            row.completed,
-        )
+        sa.select(row.enrollment_id.label("of_enrollment"), *_LESSON_STATE_COLUMNS)
         .where(row.enrollment_id.in_(list(enrollment_ids)), row.removed_at.is_(None))
         .order_by(row.enrollment_id, row.lesson_order, row.lesson_id)
     )
     for record in await session.execute(statement):
-        result[record.enrollment_id].append(
-            LessonState(
-                progress_id=record.id,
-                lesson_id=record.lesson_id,
-                title=record.lesson_title,
-                order=record.lesson_order,
-                completed=record.completed,
-            )
-        )
+        result[record.of_enrollment].append(to_row(LessonState, record))
     return result
 
 
@@ -447,16 +439,7 @@ async def insert_outbox(session: AsyncSession, events: Sequence[NewOutboxEvent])
         return
     await session.execute(
         sa.insert(outbox),
-        [
-            {
-                "event_id": event.event_id,
-                "dedup_key": event.dedup_key,
-                "stream": event.stream,
-                "event_type": event.event_type,
-                "payload": event.payload,
-            }
-            for event in events
-        ],
+        [dataclasses.asdict(event) for event in events],
     )
     await session.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
 
@@ -465,9 +448,7 @@ async def claim_unpublished(session: AsyncSession, limit: int) -> list[OutboxRow
     """Lock up to `limit` unpublished rows, oldest first. Rows another relay holds are skipped,
     so relays share the work and never publish the same row at the same time."""
     statement = (
-        sa.select(
-            outbox.c.id, outbox.c.event_id, outbox.c.stream, outbox.c.event_type, outbox.c.payload
-        )
+        sa.select(*_OUTBOX_COLUMNS)
         .where(outbox.c.published_at.is_(None))
         .order_by(outbox.c.id)
         .limit(limit)
