@@ -151,7 +151,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     renderers: list[Processor] = (
         [structlog.processors.JSONRenderer()]
         if as_json
-        else [_exception_as_text, structlog.dev.ConsoleRenderer(colors=True)]
+        else [_exception_as_text, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
