@@ -48,11 +48,11 @@ unit: setup ## the fast tier: tests marked unit (domain rules, libs), no databas
 bench: setup
 	$(PY) -m tests.bench
 
-docs: setup ## AsyncAPI document of the notifier's stream
+docs: setup ## AsyncAPI document of the notifier's stream (git-ignored: generated, never stale)
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
 
 constraints: setup ## rewrite constraints.txt: the exact versions installed in the venv
 	$(PY) -m tests.constraints
 
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache docs/asyncapi.json
