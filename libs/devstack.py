@@ -1,7 +1,7 @@
 """`make run` and `make migrate`: the whole platform on one machine.
 
-First it locks .data/ (libs/data_lock.py): a second run on the same directory refuses at once
-and touches nothing. With DATABASE_URL / REDIS_URL unset it starts an embedded PostgreSQL and
+`run` first locks .data/ (libs/data_lock.py): a second run on the same directory refuses at
+once and touches nothing. With DATABASE_URL / REDIS_URL unset it starts an embedded PostgreSQL and
 Redis with data under .data/; with them set it uses those servers. It then applies every
 service's migrations, makes sure a signing key exists, starts each service and the gateway as
 child processes, prints the URLs once the gateway's /readyz/ answers 200, and on Ctrl-C (or
@@ -216,12 +216,16 @@ def main() -> None:
     parser.add_argument("command", choices=["run", "migrate"])
     args = parser.parse_args()
     started = time.monotonic()
+    # `run` only: `migrate` also runs in the compose image, whose /app is not writable; it
+    # starts no Redis, and pgserver stops a shared embedded PostgreSQL only when its last user
+    # exits, so a migrate next to a run leaves the run's servers alone.
     lock = DataDirLock(DATA_DIR)
-    try:
-        lock.acquire()  # before anything is started, so a refused run touches nothing
-    except DataDirInUse as refused:
-        print(refused, file=sys.stderr, flush=True)
-        sys.exit(1)
+    if args.command == "run":
+        try:
+            lock.acquire()  # before anything is started, so a refused run touches nothing
+        except DataDirInUse as refused:
+            print(refused, file=sys.stderr, flush=True)
+            sys.exit(1)
     settings = Settings()  # ports and key dir as the children will see them
     stack = Stack()
     code, stop_began = 1, time.monotonic()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -101,10 +102,7 @@ class Stack:
         return list(self.lines)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("fresh-clone")
-    env = stack_env()
+def start_stack(directory: Path, env: dict[str, str]) -> Stack:
     process = subprocess.Popen(
         [sys.executable, "-m", "libs.devstack", "run"],
         cwd=directory,
@@ -115,24 +113,36 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         start_new_session=True,  # its own process group, for the Ctrl-C test
     )
     running = Stack(process, directory, env)
-    reader = threading.Thread(target=running.read, daemon=True)
-    reader.start()
+    threading.Thread(target=running.read, daemon=True).start()
+    return running
+
+
+def wait_for_line(stack: Stack, prefix: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not running.banner.wait(0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail("make run did not come up:\n" + "\n".join(running.lines[-40:]))
+    while not any(line.startswith(prefix) for line in stack.lines):
+        if stack.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no line {prefix!r}:\n" + "\n".join(stack.lines[-40:]))
+        time.sleep(0.2)
+
+
+def end(stack: Stack) -> None:
+    if stack.process.poll() is None:
+        os.killpg(stack.process.pid, signal.SIGINT)
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(stack.process.pid, signal.SIGKILL)
+            stack.process.wait()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("fresh-clone"), stack_env())
     try:
+        wait_for_line(running, "courseplatform is up")
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        reader.join(timeout=10)
+        end(running)
 
 
 def test_the_banner_comes_once_readyz_answers_with_the_time_taken(stack: Stack) -> None:
@@ -219,3 +229,40 @@ def test_ctrl_c_stops_every_process_and_ends_with_a_stopped_line(stack: Stack) -
     assert not (stack.directory / ".data" / "postgres" / "postmaster.pid").exists()
     noisy = [line for line in after if re.search(r"warn|error|traceback", line, re.I)]
     assert noisy == []
+
+
+def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(tmp_path: Path) -> None:
+    env = stack_env()
+    env["DEVSTACK_READY_NOTICE_S"] = "1"
+    # The gateway looks for learning where nothing listens: /readyz/ stays 503.
+    env["LEARNING_TARGET"] = f"127.0.0.1:{free_port()}"
+    stack = start_stack(tmp_path, env)
+    try:
+        wait_for_line(stack, "still waiting for http://127.0.0.1:")
+        notice = next(line for line in stack.lines if line.startswith("still waiting"))
+        assert ": 503 " in notice and "A backend service is unavailable." in notice, notice
+        os.killpg(stack.process.pid, signal.SIGINT)
+        assert stack.process.wait(timeout=60) == 0
+        time.sleep(0.2)
+        assert not any(line.startswith("courseplatform is up") for line in stack.lines)
+        assert stack.lines[-1].startswith("courseplatform stopped in "), stack.lines[-5:]
+    finally:
+        end(stack)
+
+
+def test_a_service_that_dies_during_start_stops_the_stack_with_its_name(tmp_path: Path) -> None:
+    env = stack_env()
+    with socket.socket() as taken:  # identity's port is taken: it cannot serve
+        taken.bind(("127.0.0.1", int(env["IDENTITY_PORT"])))
+        taken.listen()
+        stack = start_stack(tmp_path, env)
+        try:
+            assert stack.process.wait(timeout=START_TIMEOUT_S) == 1
+        finally:
+            end(stack)
+    time.sleep(0.2)
+    assert "identity exited with 1 during start-up; stopping the stack" in stack.lines
+    assert not any(line.startswith("courseplatform is up") for line in stack.lines)
+    assert re.fullmatch(r"courseplatform stopped in \d+\.\d s \(exit code 1\)", stack.lines[-1])
+    assert not tcp_port_open("127.0.0.1", int(env["EMBEDDED_REDIS_PORT"]))
+    assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()
