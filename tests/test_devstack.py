@@ -179,6 +179,17 @@ def test_the_readme_grpcurl_block_works_as_written_on_a_fresh_stack(stack: Stack
     assert '"course_title": "gRPC in practice"' in outputs["GetEnrollment"]
     assert '"total_lessons": 1' in outputs["GetEnrollment"]
 
+    # As the README says: run again on the same database, only the two Register calls fail.
+    again = Session(ports)
+    refused = []
+    for line in block:
+        try:
+            again.run(line)
+        except grpc.RpcError as error:
+            refused.append((line.split("/")[-1].split()[0], error.code()))
+    assert refused == [("Register", grpc.StatusCode.FAILED_PRECONDITION)] * 2
+    assert again.variables["COURSE"] != session.variables["COURSE"]  # a second course, enrolled
+
 
 def test_a_second_run_on_the_same_data_refuses_at_once_and_leaves_the_first_alone(
     stack: Stack,
