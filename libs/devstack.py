@@ -11,6 +11,7 @@ SIGTERM) stops every child gracefully, then the embedded servers, and says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -129,10 +130,20 @@ def probe_ready(url: str) -> tuple[bool, str]:
         with urllib.request.urlopen(url, timeout=2.0) as response:
             return response.status == 200, f"{response.status}"
     except urllib.error.HTTPError as error:  # 503 while a backend is NOT_SERVING
-        return False, f"{error.code} {error.read(500).decode(errors='replace')}"
+        return False, f"{error.code}, {_waiting_for(error.read(2000))}"
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        return False, f"no answer ({reason})"
+        return False, f"no answer yet ({getattr(reason, 'strerror', None) or reason})"
+
+
+def _waiting_for(body: bytes) -> str:
+    """The backends /readyz/ does not see SERVING, from its body (the raw text if it has none)."""
+    try:
+        backends = json.loads(body)["backends"]
+        waiting = {name: status for name, status in backends.items() if status != "SERVING"}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return body.decode(errors="replace")[:200]
+    return "not serving yet: " + ", ".join(f"{name} {status}" for name, status in waiting.items())
 
 
 def wait_until_ready(

@@ -250,9 +250,10 @@ def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(tmp_pat
     stack = start_stack(tmp_path, env)
     try:
         # Until the gateway listens the notice says "no answer"; then what /readyz/ says.
-        wait_for_line(stack, "still waiting for http://127.0.0.1:", containing=": 503 ")
-        notice = next(line for line in stack.lines if ": 503 " in line)
-        assert "A backend service is unavailable." in notice, notice
+        wait_for_line(stack, "still waiting for http://127.0.0.1:", containing=": 503, ")
+        notices = [line for line in stack.lines if line.startswith("still waiting")]
+        notice = next(line for line in notices if ": 503, " in line)
+        assert notice.endswith("/readyz/: 503, not serving yet: learning UNAVAILABLE"), notice
         os.killpg(stack.process.pid, signal.SIGINT)
         assert stack.process.wait(timeout=60) == 0
         time.sleep(0.2)
