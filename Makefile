@@ -5,12 +5,12 @@ PY     := $(VENV)/bin/python
 GEN    := libs/generated
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: setup protos lint format migrate run test unit bench docs clean
+.PHONY: setup protos lint format migrate run test unit bench docs constraints clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'courseplatform_generated.pth').write_text(str(pathlib.Path('$(GEN)').resolve()) + '\n')"
 	touch $@
 
@@ -49,8 +49,11 @@ unit: setup ## the fast tier: tests marked unit (domain rules, libs), no databas
 bench: setup
 	$(PY) -m tests.bench
 
-docs: setup ## AsyncAPI document of the notifier's stream
+docs: setup ## AsyncAPI document of the notifier's stream (git-ignored: generated, never stale)
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json
 
+constraints: setup ## rewrite constraints.txt: the exact versions installed in the venv
+	$(PY) -m tests.constraints
+
 clean:
-	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) $(GEN) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache docs/asyncapi.json

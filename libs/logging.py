@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, with the request id of the call being served.
+"""Structured logs: one JSON object per line, with the request id of the call being served
+(coloured key=value lines instead when stderr is a terminal and LOG_JSON is not set).
 
 One policy for every process, applied to structlog events and stdlib records alike:
 - exceptions carry their type, message and traceback frames, never frame locals (locals held
@@ -102,9 +103,55 @@ _format_exceptions = structlog.processors.ExceptionRenderer(
 )
 
 
-def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
-    renderer = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+def _exception_as_text(_: object, __: str, event: EventDict) -> EventDict:
+    """For the console renderer (which wants text): the structured, already redacted and
+    bounded exception of `_format_exceptions` as a traceback, innermost cause first."""
+    stack = event.get("exception")
+    if not isinstance(stack, list):
+        return event
+    lines: list[str] = []
+    for position, error in enumerate(reversed(stack)):
+        if not isinstance(error, dict):
+            continue
+        if position:
+            lines.append("")
+            lines.append("The above exception caused (or was raised while handling) this one:")
+        lines.append("Traceback (most recent call last):")
+        for frame in error.get("frames") or []:
+            if isinstance(frame, dict):
+                where = f'  File "{frame.get("filename")}", line {frame.get("lineno")}'
+                lines.append(f"{where}, in {frame.get('name')}")
+        lines.append(f"{error.get('exc_type')}: {error.get('exc_value')}")
+    event["exception"] = "\n".join(lines)
+    return event
+
+
+def _name_uvicorn_logger(_: object, __: str, event: EventDict) -> EventDict:
+    # uvicorn logs everything, "Started server process" included, as `uvicorn.error`: a normal
+    # start printed a dozen lines matching "error". The name says nothing, so it is dropped.
+    if event.get("logger") == "uvicorn.error":
+        event["logger"] = "uvicorn"
+    return event
+
+
+def use_json(json: bool | None) -> bool:
+    """JSON lines, unless not asked for explicitly and stderr is a terminal (a person reads it)."""
+    if json is not None:
+        return json
+    return not sys.stderr.isatty()
+
+
+def configure_logging(service: str, level: str = "INFO", json: bool | None = None) -> None:
+    """`json`: LOG_JSON; None picks by the terminal (`use_json`). Either renderer sees events
+    only after the same exception and redaction processors."""
+    # The console renderer gets its exception as text made from the redacted structured one,
+    # never from exc_info (its own formatter would print unbounded frames, with locals if rich
+    # is installed).
+    as_json = use_json(json)
+    renderers: list[Processor] = (
+        [structlog.processors.JSONRenderer()]
+        if as_json
+        else [_exception_as_text, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -113,7 +160,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, _format_exceptions, redact, renderer],
+        processors=[*shared, _format_exceptions, redact, *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
@@ -127,9 +174,9 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _format_exceptions,
                 redact,
-                renderer,
+                *renderers,
             ],
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _name_uvicorn_logger],
         )
     )
     root = logging.getLogger()

@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     argon2_parallelism: int = 1
 
     log_level: str = "INFO"
-    log_json: bool = True
+    # None: JSON lines unless stderr is a terminal, then coloured human-readable lines
+    # (libs/logging.py); LOG_JSON=true/false decides regardless of the terminal.
+    log_json: bool | None = None
     # Bench diagnostics: count SQL statements per call and report them as the `x-sql-statements`
     # gRPC trailer / HTTP header (libs/sql_counting.py). Off: no listener, no cost.
     sql_statement_counting: bool = False
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 100
     stream_maxlen: int = 100_000
+
+    # `make run` (libs/devstack.py): the port of the embedded Redis it starts when REDIS_URL is
+    # unset, and how long it waits for the gateway's /readyz/ before saying what it still lacks.
+    embedded_redis_port: int = 6380
+    devstack_ready_notice_s: float = 30.0
 
     @field_validator("database_url")
     @classmethod

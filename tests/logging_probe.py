@@ -51,7 +51,7 @@ async def fail(request: StringValue, context: grpc.aio.ServicerContext) -> Strin
 
 async def main() -> None:
     settings = Settings()
-    configure_logging("probe", "INFO", json=True)
+    configure_logging("probe", "INFO", settings.log_json)  # JSON unless on a terminal
     handlers = {
         "Fail": grpc.unary_unary_rpc_method_handler(
             fail,
