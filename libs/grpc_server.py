@@ -212,7 +212,7 @@ class GrpcServer:
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
         self._server = grpc.aio.server(interceptors=self._interceptors, options=server_options())
-        self._health = health.aio.HealthServicer()
+        self._health = health_watch.HealthServicer()
         self.definition.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(

@@ -285,6 +285,30 @@ async def test_stop_lets_in_flight_calls_finish_and_refuses_new_ones(
     assert probe.stopped
 
 
+async def test_stop_ends_health_watches_instead_of_waiting_out_the_grace(
+    probe_server: tuple[Probe, GrpcServer, str],
+) -> None:
+    """Client channels keep a health Watch open on every replica; a stopping server tells each
+    watcher NOT_SERVING and closes the stream, so it does not wait the grace (5 s here) for them."""
+    _, server, target = probe_server
+    balanced = open_channel(target, default_timeout_s=5)  # watches the server's health
+    async with grpc.aio.insecure_channel(target) as plain:
+        watch = health_pb2_grpc.HealthStub(plain).Watch(health_pb2.HealthCheckRequest(service=""))
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        await method(balanced, "Echo")(StringValue())  # the channel is connected and watching
+        started = asyncio.get_running_loop().time()
+        await server.stop()
+        took = asyncio.get_running_loop().time() - started
+        statuses = []
+        while (reply := await watch.read()) is not grpc.aio.EOF:
+            statuses.append(reply.status)
+        assert statuses[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert await watch.code() == grpc.StatusCode.OK
+    await balanced.close()
+    assert took < 2.5, f"stop waited {took:.1f} s for health watchers"
+
+
 async def test_client_channel_forwards_token_and_request_id(
     probe_server: tuple[Probe, GrpcServer, str], settings: Settings
 ) -> None:
