@@ -33,8 +33,17 @@ log = get_logger("grpc")
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
-def server_options() -> list[tuple[str, int]]:
+# Connections are closed (GOAWAY, then the grace for calls on them) after this age, so clients
+# resolve their `dns:///` targets again and start using replicas added since (a scale-up);
+# otherwise a long-lived channel keeps only the pods it first found. Calls are not failed by it.
+MAX_CONNECTION_AGE_MS = 300_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
+
+
+def server_options(max_connection_age_ms: int = MAX_CONNECTION_AGE_MS) -> list[tuple[str, int]]:
     return [
+        ("grpc.max_connection_age_ms", max_connection_age_ms),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
         # grpc turns SO_REUSEPORT on by default: a second process on a taken port then shares it
         # silently (and takes half the connections). Off, binding a taken port fails.
         ("grpc.so_reuseport", 0),

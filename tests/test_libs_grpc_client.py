@@ -260,3 +260,34 @@ async def test_health_check_is_retried_too(replicas: list[Replica]) -> None:
     finally:
         await channel.close()
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_connections_are_renewed_by_age_without_failing_a_call() -> None:
+    """Servers close connections past a maximum age (so clients re-resolve `dns:///` targets and
+    find replicas added since); calls across those renewals all succeed."""
+    peers: list[str] = []
+
+    async def behave(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        peers.append(context.peer())  # the client's address: a new port for a new connection
+        return b"ok"
+
+    server = grpc.aio.server(options=server_options(max_connection_age_ms=300))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                CATALOG, {"GetCourse": grpc.unary_unary_rpc_method_handler(behave)}
+            ),
+        )
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = open_channel(f"127.0.0.1:{port}", default_timeout_s=5)
+    try:
+        for _ in range(25):
+            assert await call(channel, "GetCourse")(b"") == b"ok"
+            await asyncio.sleep(0.08)
+    finally:
+        await channel.close()
+        await server.stop(0)
+    assert len(set(peers)) >= 2, "the connection was never renewed"
