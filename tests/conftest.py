@@ -44,6 +44,7 @@ from libs.embedded import (
 from libs.grpc_server import GrpcServer
 from libs.settings import Settings, to_libpq_url
 from libs.signing_keys import ensure_signing_key
+from tests.notifier_support import MailCatcher
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Services started for the suite, in dependency order, and whose migrations run.
@@ -294,3 +295,11 @@ def assert_error_body(response: httpx.Response, status: int, field: str | None =
         assert field in body["errors"], body
         assert all(isinstance(message, str) for message in body["errors"][field])
     return body
+
+
+@pytest.fixture
+def catcher() -> Iterator[MailCatcher]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, keeping what it accepts."""
+    server = MailCatcher().start()
+    yield server
+    server.stop()

@@ -10,7 +10,6 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,13 +40,6 @@ from tests.notifier_support import (
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    server = MailCatcher().start()
-    yield server
-    server.stop()
 
 
 def test_a_range_is_read_as_utc_and_defaults_to_now() -> None:

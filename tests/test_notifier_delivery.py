@@ -7,7 +7,6 @@ filters what it checks by its own event ids and recipients.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,6 @@ from tests.notifier_support import (
 )
 
 GROUP = NOTIFIER_GROUP
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    server = MailCatcher().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -27,13 +27,6 @@ from tests.notifier_support import (
     handled,
     running_notifier,
 )
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    server = MailCatcher().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -33,13 +33,6 @@ from tests.notifier_support import MailCatcher, completion_event, eventually, pe
 ROOT = Path(__file__).resolve().parent.parent
 # The processes run without MAIL_* variables.
 DEFAULT_MAIL_FROM = Settings.model_fields["mail_from"].default
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    server = MailCatcher().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

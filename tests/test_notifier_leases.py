@@ -9,17 +9,14 @@ arithmetic and test_notifier_kills.py the defaults themselves against killed pro
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from libs import migrations
-from libs.embedded import EmbeddedPostgres
 from libs.settings import Settings
 from libs.streams import NOTIFIER_GROUP
 from services.notifier import store
@@ -33,35 +30,7 @@ from tests.notifier_support import (
     publish,
     running_notifier,
 )
-
-
-@pytest.fixture
-def catcher() -> Iterator[MailCatcher]:
-    server = MailCatcher().start()
-    yield server
-    server.stop()
-
-
-class RestartablePostgres:
-    """A private PostgreSQL whose data survives stop/start, reached over the same socket."""
-
-    def __init__(self) -> None:
-        # A short path: the unix socket lives in the data directory.
-        self.data_dir = Path(tempfile.mkdtemp(prefix="pg-")) / "data"
-        self._server: EmbeddedPostgres | None = EmbeddedPostgres(self.data_dir)
-        self.url = self._server.url()
-        self._lock = threading.Lock()
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._server is not None:
-                self._server.stop()
-                self._server = None
-
-    def start(self) -> None:
-        with self._lock:
-            if self._server is None:
-                self._server = EmbeddedPostgres(self.data_dir)
+from tests.postgres_support import RestartablePostgres
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import httpx
@@ -21,7 +20,7 @@ from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from libs import migrations
-from libs.embedded import EmbeddedPostgres, ensure_database, free_port
+from libs.embedded import ensure_database, free_port
 from libs.grpc_server import LIVENESS_SERVICE, GrpcServer
 from libs.settings import Settings
 from tests.conftest import (
@@ -34,6 +33,7 @@ from tests.conftest import (
     serve_asgi,
 )
 from tests.learning_support import enroll, progress_rows, published_course
+from tests.postgres_support import RestartablePostgres
 
 UNAVAILABLE_MESSAGE = "A backend service is unavailable."
 WAIT_S = 20.0
@@ -41,25 +41,23 @@ WAIT_S = 20.0
 
 @dataclass
 class Platform:
-    postgres: EmbeddedPostgres
-    data_dir: Path
+    database: RestartablePostgres
     http: httpx.AsyncClient
     targets: dict[str, str]
 
     def stop_database(self) -> None:
-        self.postgres.stop()
+        self.database.stop()
 
     def start_database(self) -> None:
-        self.postgres = EmbeddedPostgres(self.data_dir)  # same directory, same socket
+        self.database.start()  # same directory, same socket
 
 
 @pytest.fixture(scope="module")
 async def platform(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
-    data_dir = tmp_path_factory.mktemp("outage") / "postgres"
-    postgres = EmbeddedPostgres(data_dir)
-    url = ensure_database(postgres.url(), "courseplatform")
+    database = RestartablePostgres(tmp_path_factory.mktemp("outage") / "postgres")
+    url = ensure_database(database.url, "courseplatform")
     for service in SERVICES:
         migrations.upgrade(url, service)
     ports = {name: free_port() for name in SERVICES}
@@ -81,7 +79,7 @@ async def platform(
         servers.append(server)
     from gateway.app import create_app
 
-    holder = Platform(postgres, data_dir, None, targets)  # type: ignore[arg-type]
+    holder = Platform(database, None, targets)  # type: ignore[arg-type]
     try:
         async with (
             serve_asgi(create_app(private)) as base_url,
@@ -92,7 +90,7 @@ async def platform(
     finally:
         for server in reversed(servers):
             await server.stop()
-        holder.postgres.stop()
+        database.stop()
 
 
 async def health_of(target: str, service: str = "") -> str:
