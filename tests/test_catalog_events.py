@@ -6,7 +6,10 @@ relays them to the Redis stream. Through the real gateway, catalog, PostgreSQL a
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,8 +21,11 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from redis.asyncio import Redis
 
 from libs import streams
+from libs.settings import Settings
 from tests.conftest import User, assert_error_body, register_and_login
 from tests.learning_support import eventually, query
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def course_events(database_url: str, course_id: int) -> list[dict[str, Any]]:
@@ -320,3 +326,52 @@ async def test_grpc_course_carries_its_version(
         catalog_pb2.GetCourseRequest(course_id=created.course.id), metadata=auth
     )
     assert got.course.version == 3
+
+
+async def test_republish_puts_a_range_of_course_changes_back_on_the_stream(
+    client: httpx.AsyncClient,
+    instructor: User,
+    database_url: str,
+    redis: Redis,
+    settings: Settings,
+) -> None:
+    """`python -m services.catalog republish` (the shared libs/outbox_republish.py): the events
+    of the range go onto the stream again, same event id and payload."""
+    [clock] = await query(database_url, "SELECT clock_timestamp() AS now")
+    since = clock["now"]
+    course_id = await create_course(client, instructor)
+
+    async def published() -> list[dict[str, Any]] | None:
+        rows = await course_events(database_url, course_id)
+        return rows if rows and all(row["published_at"] for row in rows) else None
+
+    [row] = await eventually(published, "the relay to publish the creation")
+    event_id = str(row["event_id"])
+
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    env["LOG_LEVEL"] = "WARNING"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.catalog",
+        "republish",
+        "--since",
+        since.isoformat(),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert f"({streams.COURSE_CHANGED_STREAM}: " in out.decode()
+
+    entries = await redis.xrange(streams.COURSE_CHANGED_STREAM, "-", "+")
+    copies = [
+        fields
+        for _, fields in entries
+        if fields[streams.FIELD_EVENT_ID.encode()].decode() == event_id
+    ]
+    assert len(copies) == 2
+    assert copies[0] == copies[1]
+    assert copies[0][streams.FIELD_EVENT.encode()] == row["payload"]
