@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,14 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from redis.asyncio import Redis
 
 from libs import streams
+from libs.claims import Claims
+from libs.db import create_engine, session_factory
 from libs.settings import Settings
+from services.catalog.domain import NewLesson
+from services.catalog.usecases import Catalog
 from tests.conftest import User, assert_error_body, register_and_login
 from tests.learning_support import eventually, query
+from tests.sql_support import counting_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -375,3 +381,65 @@ async def test_republish_puts_a_range_of_course_changes_back_on_the_stream(
     assert len(copies) == 2
     assert copies[0] == copies[1]
     assert copies[0][streams.FIELD_EVENT.encode()] == row["payload"]
+
+
+async def test_statements_per_write(settings: Settings, services: dict[str, str]) -> None:
+    """What the event costs: course writes send one statement more than before (the outbox
+    insert, which also NOTIFYs), lesson writes two (the version bump, which is also the course
+    lock, and the outbox insert)."""
+    engine = create_engine(settings, "events-statements")
+    catalog = Catalog(session_factory(engine))
+    owner = Claims(
+        user_id=10_000_001,
+        typ="access",
+        jti="jti",
+        expires_at=datetime.now(UTC),
+        role="Instructor",
+        full_name="Counting Instructor",
+    )
+
+    async def statements(write: Callable[[], Awaitable[Any]]) -> int:
+        with counting_statements(engine) as counter:
+            await write()
+        return counter.count
+
+    try:
+        created: list[Any] = []
+
+        async def create() -> None:
+            created.append(
+                await catalog.create_course(owner, {"title": "n", "short_description": "d"})
+            )
+
+        counts = {"create course": await statements(create)}
+        course_id = created[0].course.id
+        counts["update course"] = await statements(
+            lambda: catalog.update_course(owner, course_id, {"title": "m"}, ["title"])
+        )
+        counts["create lesson"] = await statements(
+            lambda: catalog.create_lesson(owner, course_id, title="l", content="c", order=1)
+        )
+        counts["bulk create"] = await statements(
+            lambda: catalog.bulk_create_lessons(
+                owner, course_id, [NewLesson("a", "c", 2), NewLesson("b", "c", 3)]
+            )
+        )
+        lesson_id = (await catalog.get_course(owner, course_id)).lessons[0].id
+        counts["update lesson"] = await statements(
+            lambda: catalog.update_lesson(owner, lesson_id, {"title": "t"}, ["title"])
+        )
+        counts["delete lesson"] = await statements(lambda: catalog.delete_lesson(owner, lesson_id))
+        counts["publish"] = await statements(lambda: catalog.publish_course(owner, course_id))
+        counts["delete course"] = await statements(lambda: catalog.delete_course(owner, course_id))
+    finally:
+        await engine.dispose()
+    assert counts == {
+        "create course": 3,  # code number, insert, outbox
+        "update course": 4,  # lock, update (+version), lessons of the answer, outbox
+        "create lesson": 4,  # course, bump (lock), insert, outbox
+        "bulk create": 5,  # course, bump (lock), taken orders, insert, outbox
+        "update lesson": 4,  # lesson, bump (lock), update, outbox
+        "delete lesson": 4,  # lesson, bump (lock), delete, outbox
+        "publish": 4,  # lock, update (+version), lessons of the answer, outbox
+        "delete course": 5,  # lock, clock, lessons, course (+version), outbox
+    }
