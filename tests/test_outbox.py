@@ -282,3 +282,55 @@ async def test_catalog_changes_commit_while_redis_is_down_and_publish_once_it_is
         fields[streams.FIELD_TYPE.encode()].decode() == streams.COURSE_CHANGED_TYPE
         for _, fields in entries
     )
+
+
+async def test_two_catalog_servers_publish_each_change_exactly_once(
+    instructor: User, settings: Settings, own_database: str, tmp_path: Path
+) -> None:
+    """Two catalog replicas on one database, writes spread over both: every change reaches the
+    stream once, whichever relay took it."""
+    port = free_port()
+    with redis_server(tmp_path / "redis", port) as url:
+        own = settings.model_copy(
+            update={
+                "database_url": to_sqlalchemy_url(own_database),
+                "redis_url": url,
+                "outbox_poll_interval_s": 0.1,
+                "outbox_batch_size": 3,
+            }
+        )
+        servers = [build_catalog(own, port=0) for _ in range(2)]
+        targets = [f"127.0.0.1:{await server.start()}" for server in servers]
+        auth = (("authorization", f"Bearer {instructor.access}"),)
+        try:
+            channels = [grpc.aio.insecure_channel(target) for target in targets]
+            stubs = [catalog_pb2_grpc.CatalogServiceStub(channel) for channel in channels]
+            await asyncio.gather(
+                *(
+                    stubs[n % 2].CreateCourse(
+                        catalog_pb2.CreateCourseRequest(title=f"C{n}", short_description="d"),
+                        metadata=auth,
+                    )
+                    for n in range(40)
+                )
+            )
+            for channel in channels:
+                await channel.close()
+
+            async def all_published() -> list | None:
+                rows = await query(own_database, "SELECT * FROM catalog.outbox")
+                return rows if all(row["published_at"] for row in rows) else None
+
+            rows = await eventually(all_published, "both relays to publish every change")
+        finally:
+            for server in servers:
+                await server.stop()
+        redis = Redis.from_url(url)
+        try:
+            entries = await redis.xrange(streams.COURSE_CHANGED_STREAM, "-", "+")
+        finally:
+            await redis.aclose()
+
+    assert len(rows) == 40
+    ids = [fields[streams.FIELD_EVENT_ID.encode()].decode() for _, fields in entries]
+    assert sorted(ids) == sorted(str(row["event_id"]) for row in rows)
