@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import httpx
+import psycopg
 import pytest
 from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from courseplatform.events.v1 import events_pb2
@@ -443,3 +444,48 @@ async def test_statements_per_write(settings: Settings, services: dict[str, str]
         "publish": 4,  # lock, update (+version), lessons of the answer, outbox
         "delete course": 5,  # lock, clock, lessons, course (+version), outbox
     }
+
+
+async def test_a_lesson_deleted_while_its_write_waited_for_the_course_is_not_found(
+    client: httpx.AsyncClient, instructor: User, database_url: str
+) -> None:
+    """A lesson update reads the lesson without a lock, then waits for the course lock (the
+    version bump); if the lesson was deleted meanwhile the answer is 404 and nothing is emitted."""
+    course_id = await create_course(client, instructor)
+    created = await client.post(
+        "/api/lessons/",
+        json={"course": course_id, "title": "L", "content": "c", "order": 1},
+        headers=instructor.headers,
+    )
+    lesson_id = created.json()["id"]
+    async with await psycopg.AsyncConnection.connect(database_url) as holder:
+        await holder.execute(
+            "SELECT 1 FROM catalog.courses WHERE id = %s FOR NO KEY UPDATE", (course_id,)
+        )
+        update = asyncio.create_task(
+            client.patch(
+                f"/api/lessons/{lesson_id}/", json={"title": "late"}, headers=instructor.headers
+            )
+        )
+
+        async def waiting() -> bool:
+            rows = await query(
+                database_url,
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"
+                " AND query LIKE 'UPDATE catalog.courses SET version%%'",
+            )
+            return rows[0]["n"] > 0
+
+        await eventually(waiting, "the update to wait for the course lock")
+        await holder.execute(
+            "UPDATE catalog.lessons SET deleted_at = clock_timestamp() WHERE id = %s",
+            (lesson_id,),
+        )
+        await holder.commit()
+        assert_error_body(await update, 404)
+    assert [row["event"].version for row in await course_events(database_url, course_id)] == [
+        1,
+        2,
+    ]
+    assert await course_version(database_url, course_id) == 2
