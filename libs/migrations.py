@@ -12,9 +12,11 @@ import importlib
 import importlib.util
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, create_engine, pool, text
+from sqlalchemy.dialects.postgresql import UUID
 
 from libs.settings import to_sqlalchemy_url
 
@@ -37,6 +39,41 @@ def upgrade(database_url: str, service: str, revision: str = "head") -> None:
 def rename_constraint(schema: str, table: str, old: str, new: str) -> None:
     """Inside a migration: rename a constraint (Alembic has no operation for it)."""
     op.execute(f'ALTER TABLE "{schema}"."{table}" RENAME CONSTRAINT "{old}" TO "{new}"')
+
+
+def create_outbox_table(schema: str) -> None:
+    """Inside a migration: the shared outbox (libs/outbox.py) as its first version declares it.
+
+    Written out here, not derived from libs/outbox.py, so a past migration never changes under
+    a later edit of the table (that edit comes with a migration of its own in every service);
+    tests/test_schema_drift.py holds the two in step.
+    """
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        sa.Column("event_id", UUID(as_uuid=True), nullable=False),
+        sa.Column("dedup_key", sa.String(200), nullable=False),
+        sa.Column("stream", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("payload", sa.LargeBinary, nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column("published_at", sa.DateTime(timezone=True)),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_event_id"),
+        sa.UniqueConstraint("dedup_key", name="uq_outbox_dedup_key"),
+        schema=schema,
+    )
+    op.create_index(
+        "ix_outbox_unpublished",
+        "outbox",
+        ["id"],
+        schema=schema,
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
 
 
 def run_env(schema: str, metadata: MetaData) -> None:

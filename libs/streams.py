@@ -16,6 +16,10 @@ COURSE_COMPLETED_STREAM = "courseplatform.learning.course_completed.v1"
 COURSE_COMPLETED_DLQ = f"{COURSE_COMPLETED_STREAM}.dlq"
 COURSE_COMPLETED_TYPE = "courseplatform.events.v1.CourseCompleted"
 
+# Catalog: one CourseChanged per committed change of a course or its lessons.
+COURSE_CHANGED_STREAM = "courseplatform.catalog.course_changed.v1"
+COURSE_CHANGED_TYPE = "courseplatform.events.v1.CourseChanged"
+
 NOTIFIER_GROUP = "notifier"
 
 FIELD_EVENT = "event"

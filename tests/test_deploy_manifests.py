@@ -516,7 +516,7 @@ def test_network_policies_deny_by_default_and_admit_only_the_callers(overlay: st
         "identity": {"gateway", "learning"},
         "catalog": {"gateway", "learning"},
         "learning": {"gateway"},
-        "redis": {"learning", "notifier"},
+        "redis": {"catalog", "learning", "notifier"},
         "notifier": None,
     }
     if overlay == "dev":

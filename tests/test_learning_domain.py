@@ -10,6 +10,8 @@ from courseplatform.events.v1 import events_pb2
 from libs import streams
 from libs.claims import Claims
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from libs.outbox import OutboxRow
+from libs.outbox_relay import stream_entry
 from libs.paging import page_request
 from services.learning.domain import (
     CatalogCourse,
@@ -28,8 +30,6 @@ from services.learning.domain import (
     summarize,
 )
 from services.learning.events import course_completed
-from services.learning.outbox_relay import stream_entry
-from services.learning.store import OutboxRow
 
 pytestmark = pytest.mark.unit
 

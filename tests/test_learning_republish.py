@@ -17,9 +17,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from libs.outbox_republish import BadRange, TimeRange
 from libs.settings import Settings, to_libpq_url
 from libs.streams import COURSE_COMPLETED_STREAM, FIELD_EVENT_ID, NOTIFIER_GROUP
-from services.learning.republish import BadRange, TimeRange
 from tests.conftest import User, register_and_login
 from tests.learning_support import (
     Course,

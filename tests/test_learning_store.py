@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from libs.db import create_engine, session_factory, transaction
+from libs.outbox import NewOutboxEvent
 from libs.settings import Settings
 from services.learning import store
 from services.learning.domain import CatalogCourse, CatalogLesson, Enrollment, summarize
@@ -147,7 +148,7 @@ async def test_an_enrollment_completes_once_and_its_event_is_unique(
         assert await store.complete_enrollments(session, [row.id]) == []
 
     def outbox_event() -> store.NewOutboxEvent:
-        return store.NewOutboxEvent(
+        return NewOutboxEvent(
             event_id=uuid.uuid4(),
             dedup_key=f"test:store:{row.id}",
             stream="test.learning.store",
@@ -156,10 +157,10 @@ async def test_an_enrollment_completes_once_and_its_event_is_unique(
         )
 
     async with transaction(sessions) as session:
-        await store.insert_outbox(session, [outbox_event()])
+        await store.outbox.insert(session, [outbox_event()])
     with pytest.raises(IntegrityError):
         async with transaction(sessions) as session:
-            await store.insert_outbox(session, [outbox_event()])
+            await store.outbox.insert(session, [outbox_event()])
 
 
 async def test_one_enrollment_per_student_and_course(

@@ -60,6 +60,7 @@ def course_to_proto(item: CourseWithLessons) -> catalog_pb2.Course:
         lessons=[lesson_to_proto(lesson) for lesson in item.lessons],
         created_at=to_timestamp(course.created_at),
         updated_at=to_timestamp(course.updated_at),
+        version=course.version,
     )
 
 

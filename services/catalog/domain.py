@@ -59,6 +59,24 @@ class Course:
     status: str
     created_at: datetime
     updated_at: datetime
+    # 1 at creation, +1 on every change of the course or any of its lessons (docs/catalog.md
+    # "Change events").
+    version: int
+
+
+@dataclass(frozen=True)
+class CourseChange:
+    """A committed change of a course or its lessons: what its CourseChanged event says."""
+
+    course_id: int
+    version: int
+    changed_at: datetime
+
+
+def course_change(course: Course) -> CourseChange:
+    """The change a write of the course row itself made (create, update, publish): the version
+    it now has, at the time it was stamped with."""
+    return CourseChange(course.id, course.version, course.updated_at)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Builds the catalog gRPC server from settings."""
+"""Builds the catalog gRPC server (with its outbox relay) from settings."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 
 from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.outbox_relay import OutboxRelay
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
+from services.catalog import store
 from services.catalog.api import CatalogServicer
 from services.catalog.usecases import Catalog
 
@@ -17,7 +19,10 @@ SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_na
 
 def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     engine = create_engine(settings, "catalog")
-    servicer = CatalogServicer(Catalog(session_factory(engine)))
+    sessions = session_factory(engine)
+    servicer = CatalogServicer(Catalog(sessions))
+    # CourseChanged events to their stream; one relay per replica, they share the table.
+    relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
 
     def register(server: grpc.aio.Server) -> None:
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
@@ -26,6 +31,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     definition = ServiceDefinition(
         full_name=SERVICE_NAME,
         register=register,
+        background_tasks=[relay.run],
         on_stop=engine.dispose,
         health_probe=database_probe(engine, settings),
     )

@@ -16,10 +16,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import clock_now, row_columns, schema_metadata, to_row
+from libs.outbox import Outbox
 from libs.paging import past_the_end
 from services.catalog import SCHEMA
 from services.catalog.domain import (
     Course,
+    CourseChange,
     CourseStatus,
     CourseWithLessons,
     Lesson,
@@ -53,6 +55,9 @@ courses = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    # +1 on every change of the course or its lessons, in the statement that makes the change
+    # (lesson writes: `bump_version`), so the row lock orders every change of one course.
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
     sa.CheckConstraint("status IN ('draft', 'published')", name="status"),
 )
 # The two listings: an instructor's own courses, and the published catalogue (newest first).
@@ -96,9 +101,12 @@ sa.Index(
     postgresql_where=lessons.c.deleted_at.is_(None),
 )
 
+# The shared outbox (libs/outbox.py): table `catalog.outbox`, channel `catalog_outbox`.
+outbox = Outbox(metadata)
+
 UNIQUE_VIOLATION = "23505"
 
-Lock = Literal["share", "update"] | None
+Lock = Literal["update"] | None
 
 
 class OrderTaken(Exception):
@@ -127,9 +135,6 @@ def _is_order_conflict(error: IntegrityError) -> bool:
 
 
 def _with_lock(statement: sa.Select, lock: Lock, of: sa.Table) -> sa.Select:
-    if lock == "share":
-        # Lesson writes: blocks a concurrent delete/publish of the course, not each other.
-        return statement.with_for_update(read=True, of=of)
     if lock == "update":
         # FOR NO KEY UPDATE: what an UPDATE of non-key columns takes anyway.
         return statement.with_for_update(key_share=True, of=of)
@@ -177,7 +182,7 @@ async def update_course(session: AsyncSession, course_id: int, values: dict[str,
     statement = (
         sa.update(courses)
         .where(courses.c.id == course_id)
-        .values(**values, updated_at=clock_now())
+        .values(**values, updated_at=clock_now(), version=courses.c.version + 1)
         .returning(*_COURSE_COLUMNS)
     )
     return _course((await session.execute(statement)).one())
@@ -191,13 +196,14 @@ async def publish_course(session: AsyncSession, course_id: int) -> Course:
             status=CourseStatus.PUBLISHED.value,
             published_at=clock_now(),
             updated_at=clock_now(),
+            version=courses.c.version + 1,
         )
         .returning(*_COURSE_COLUMNS)
     )
     return _course((await session.execute(statement)).one())
 
 
-async def soft_delete_course(session: AsyncSession, course_id: int) -> None:
+async def soft_delete_course(session: AsyncSession, course_id: int) -> CourseChange:
     """The course and its live lessons get one deletion time, in the caller's transaction."""
     now = await session.scalar(sa.select(clock_now()))
     await session.execute(
@@ -205,9 +211,28 @@ async def soft_delete_course(session: AsyncSession, course_id: int) -> None:
         .where(lessons.c.course_id == course_id, lessons.c.deleted_at.is_(None))
         .values(deleted_at=now)
     )
-    await session.execute(
-        sa.update(courses).where(courses.c.id == course_id).values(deleted_at=now)
+    statement = (
+        sa.update(courses)
+        .where(courses.c.id == course_id)
+        .values(deleted_at=now, version=courses.c.version + 1)
+        .returning(courses.c.id, courses.c.version, courses.c.deleted_at)
     )
+    row = (await session.execute(statement)).one()
+    return CourseChange(row.id, row.version, row.deleted_at)
+
+
+async def bump_version(session: AsyncSession, course_id: int) -> CourseChange | None:
+    """A change of the course's lessons: +1 on its version, which also locks the course row
+    until the transaction ends, so the lesson writes of one course happen one at a time (and
+    after, never during, a delete or publish). None when the course is gone."""
+    statement = (
+        sa.update(courses)
+        .where(courses.c.id == course_id, courses.c.deleted_at.is_(None))
+        .values(version=courses.c.version + 1)
+        .returning(courses.c.id, courses.c.version, clock_now().label("changed_at"))
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return CourseChange(row.id, row.version, row.changed_at) if row else None
 
 
 def _course_conditions(scope: ListScope, ids: Sequence[int] | None) -> list[sa.ColumnElement]:
@@ -320,10 +345,8 @@ async def insert_lessons(
     return sorted((_lesson(row) for row in rows), key=lambda lesson: lesson.order)
 
 
-async def lesson_by_id(
-    session: AsyncSession, lesson_id: int, lock: Lock = None
-) -> tuple[Lesson, Course] | None:
-    """A live lesson of a live course, with its course (the lesson row locked when asked)."""
+async def lesson_by_id(session: AsyncSession, lesson_id: int) -> tuple[Lesson, Course] | None:
+    """A live lesson of a live course, with its course."""
     statement = (
         sa.select(*_LESSON_COLUMNS, *(c.label(f"course__{c.name}") for c in _COURSE_COLUMNS))
         .select_from(lessons.join(courses, lessons.c.course_id == courses.c.id))
@@ -333,7 +356,7 @@ async def lesson_by_id(
             courses.c.deleted_at.is_(None),
         )
     )
-    row = (await session.execute(_with_lock(statement, lock, lessons))).one_or_none()
+    row = (await session.execute(statement)).one_or_none()
     if row is None:
         return None
     return to_row(Lesson, row), to_row(Course, row, prefix="course__")
@@ -341,26 +364,33 @@ async def lesson_by_id(
 
 async def update_lesson(
     session: AsyncSession, lesson_id: int, values: dict[str, str | int]
-) -> Lesson:
+) -> Lesson | None:
+    """The lesson changed, or None when it was deleted meanwhile."""
     columns = {("position" if name == "order" else name): value for name, value in values.items()}
     statement = (
         sa.update(lessons)
-        .where(lessons.c.id == lesson_id)
+        .where(lessons.c.id == lesson_id, lessons.c.deleted_at.is_(None))
         .values(**columns, updated_at=clock_now())
         .returning(*_LESSON_COLUMNS)
     )
     try:
-        return _lesson((await session.execute(statement)).one())
+        row = (await session.execute(statement)).one_or_none()
     except IntegrityError as exc:
         if _is_order_conflict(exc):
             raise OrderTaken from exc
         raise
+    return _lesson(row) if row else None
 
 
-async def soft_delete_lesson(session: AsyncSession, lesson_id: int) -> None:
-    await session.execute(
-        sa.update(lessons).where(lessons.c.id == lesson_id).values(deleted_at=clock_now())
+async def soft_delete_lesson(session: AsyncSession, lesson_id: int) -> bool:
+    """False when the lesson was deleted meanwhile."""
+    statement = (
+        sa.update(lessons)
+        .where(lessons.c.id == lesson_id, lessons.c.deleted_at.is_(None))
+        .values(deleted_at=clock_now())
+        .returning(lessons.c.id)
     )
+    return (await session.execute(statement)).one_or_none() is not None
 
 
 def _lesson_conditions(

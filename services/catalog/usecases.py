@@ -20,6 +20,7 @@ from services.catalog.domain import (
     LESSON_FIELDS,
     LESSON_NOT_FOUND,
     Course,
+    CourseChange,
     CourseWithLessons,
     Lesson,
     NewLesson,
@@ -28,6 +29,7 @@ from services.catalog.domain import (
     clean_lesson_fields,
     clean_new_lesson,
     clean_new_lessons,
+    course_change,
     course_code,
     ensure_can_create_course,
     ensure_enrollable,
@@ -40,6 +42,7 @@ from services.catalog.domain import (
     parse_update_mask,
     visible,
 )
+from services.catalog.events import course_changed
 
 COURSE_REQUIRED = "This field is required."
 UNPAGED_NEEDS_FILTER = "Only allowed together with course_id or course_ids."
@@ -50,6 +53,12 @@ INSTRUCTOR_NAME_MAX = 255
 def instructor_name(caller: Claims) -> str:
     """The name shown on a course: the creator's name in their token at creation time."""
     return (caller.full_name.strip() or caller.email)[:INSTRUCTOR_NAME_MAX]
+
+
+async def record_change(session: AsyncSession, change: CourseChange) -> None:
+    """Every write of a course or its lessons ends here: its CourseChanged event goes into the
+    outbox in the write's own transaction (a rollback takes both)."""
+    await store.outbox.insert(session, [course_changed(change)])
 
 
 class Catalog:
@@ -71,6 +80,7 @@ class Catalog:
                 instructor_name=instructor_name(caller),
                 **fields,
             )
+            await record_change(session, course_change(course))
         return CourseWithLessons(course, [])
 
     async def get_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
@@ -98,12 +108,13 @@ class Catalog:
             cleaned = clean_course_fields(values, fields)
             if cleaned:
                 course = await store.update_course(session, course.id, cleaned)
+                await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
 
     async def delete_course(self, caller: Claims, course_id: int) -> None:
         async with transaction(self._sessions) as session:
             course = await self._owned_course(session, caller, course_id, lock="update")
-            await store.soft_delete_course(session, course.id)
+            await record_change(session, await store.soft_delete_course(session, course.id))
 
     async def publish_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
         async with transaction(self._sessions) as session:
@@ -111,6 +122,7 @@ class Catalog:
             course = await self._owned_course(session, caller, course_id, lock="update")
             ensure_publishable(course)
             course = await store.publish_course(session, course.id)
+            await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
 
     async def course_for_enrollment(self, caller: Claims, course_id: int) -> CourseWithLessons:
@@ -129,13 +141,15 @@ class Catalog:
     ) -> Lesson:
         self._require_course_id(course_id)
         async with transaction(self._sessions) as session:
-            course = await self._owned_course(session, caller, course_id, lock="share")
+            course = await self._owned_course(session, caller, course_id)
             lesson = clean_new_lesson(title, content, order)
+            change = await self._lessons_change(session, course.id)
             try:
                 created = await store.insert_lessons(session, course.id, [lesson])
             except store.OrderTaken:
                 # The unique index decided (also under concurrent creates of the same order).
                 raise order_taken() from None
+            await record_change(session, change)
         return created[0]
 
     async def bulk_create_lessons(
@@ -144,15 +158,18 @@ class Catalog:
         """All lessons in one transaction, or none."""
         self._require_course_id(course_id)
         async with transaction(self._sessions) as session:
-            course = await self._owned_course(session, caller, course_id, lock="share")
+            course = await self._owned_course(session, caller, course_id)
             cleaned = clean_new_lessons(lessons)
+            change = await self._lessons_change(session, course.id)
             taken = await store.taken_orders(session, course.id, [x.order for x in cleaned])
             if taken:
                 raise orders_taken(taken)
             try:
-                return await store.insert_lessons(session, course.id, cleaned)
+                created = await store.insert_lessons(session, course.id, cleaned)
             except store.OrderTaken:
                 raise FailedPrecondition.on_field("lessons", ORDERS_RACED) from None
+            await record_change(session, change)
+            return created
 
     async def get_lesson(self, caller: Claims, lesson_id: int) -> Lesson:
         async with self._sessions() as session:
@@ -201,15 +218,23 @@ class Catalog:
             cleaned = clean_lesson_fields(values, fields)
             if not cleaned:
                 return lesson
+            change = await self._lessons_change(session, lesson.course_id)
             try:
-                return await store.update_lesson(session, lesson.id, cleaned)
+                updated = await store.update_lesson(session, lesson.id, cleaned)
             except store.OrderTaken:
                 raise order_taken() from None
+            if updated is None:  # deleted before we held the course
+                raise NotFound(LESSON_NOT_FOUND)
+            await record_change(session, change)
+            return updated
 
     async def delete_lesson(self, caller: Claims, lesson_id: int) -> None:
         async with transaction(self._sessions) as session:
             lesson = await self._owned_lesson(session, caller, lesson_id)
-            await store.soft_delete_lesson(session, lesson.id)
+            change = await self._lessons_change(session, lesson.course_id)
+            if not await store.soft_delete_lesson(session, lesson.id):
+                raise NotFound(LESSON_NOT_FOUND)
+            await record_change(session, change)
 
     # --- shared lookups ------------------------------------------------------------------------
 
@@ -219,8 +244,18 @@ class Catalog:
             raise InvalidArgument.on_field("course", COURSE_REQUIRED)
 
     @staticmethod
+    async def _lessons_change(session: AsyncSession, course_id: int) -> CourseChange:
+        """Before any lesson write: the course's next version, which locks the course row (every
+        change of one course waits for the one before it, in the same lock order: course, then
+        lessons). NOT_FOUND when the course was deleted since the caller's check."""
+        change = await store.bump_version(session, course_id)
+        if change is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        return change
+
+    @staticmethod
     async def _owned_course(
-        session: AsyncSession, caller: Claims, course_id: int, *, lock: store.Lock
+        session: AsyncSession, caller: Claims, course_id: int, *, lock: store.Lock = None
     ) -> Course:
         """The course, NOT_FOUND when hidden from the caller, PERMISSION_DENIED when not theirs."""
         course = visible(await store.course_by_id(session, course_id, lock=lock), caller)
@@ -229,7 +264,8 @@ class Catalog:
 
     @staticmethod
     async def _owned_lesson(session: AsyncSession, caller: Claims, lesson_id: int) -> Lesson:
-        found = await store.lesson_by_id(session, lesson_id, lock="update")
+        """Read without a lock: what may change meanwhile is rechecked once the course is held."""
+        found = await store.lesson_by_id(session, lesson_id)
         if found is None:
             raise NotFound(LESSON_NOT_FOUND)
         lesson, course = found

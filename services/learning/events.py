@@ -9,9 +9,9 @@ from courseplatform.events.v1 import events_pb2
 
 from libs import streams
 from libs.claims import Claims
+from libs.outbox import NewOutboxEvent
 from libs.proto_time import to_timestamp
 from services.learning.domain import Enrollment
-from services.learning.store import NewOutboxEvent
 
 
 def course_completed(

@@ -7,11 +7,12 @@ from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
 from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.outbox_relay import OutboxRelay
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
+from services.learning import store
 from services.learning.api import LearningServicer
 from services.learning.catalog_client import CatalogClient
-from services.learning.outbox_relay import OutboxRelay
 from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.progress import ProgressTracker
 from services.learning.usecases.reconciliation import Reconciler
@@ -31,7 +32,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     servicer = LearningServicer(
         Enrollments(sessions, catalog, reconciler), ProgressTracker(sessions, catalog, reconciler)
     )
-    relay = OutboxRelay.from_settings(settings, sessions)
+    relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
 
     def register(server: grpc.aio.Server) -> None:
         learning_pb2_grpc.add_LearningServiceServicer_to_server(servicer, server)

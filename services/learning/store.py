@@ -6,22 +6,17 @@ travel as arrays and are expanded by `unnest` inside PostgreSQL.
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import clock_now, row_columns, schema_metadata, to_row
+from libs.outbox import Outbox
 from libs.paging import PageRequest, past_the_end
 from services.learning import SCHEMA
 from services.learning.domain import CatalogLesson, Enrollment, LessonState, Progress
-
-# Channel the outbox relay LISTENs on; a committed outbox insert NOTIFYs it.
-OUTBOX_CHANNEL = "learning_outbox"
 
 metadata = schema_metadata(SCHEMA)
 
@@ -78,52 +73,12 @@ lesson_progress = sa.Table(
     sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at"),
 )
 
-outbox = sa.Table(
-    "outbox",
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
-    # One event per fact (e.g. "course_completed:enrollment:42"): a bug cannot emit it twice.
-    sa.Column("dedup_key", sa.String(200), nullable=False, unique=True),
-    sa.Column("stream", sa.String(200), nullable=False),
-    sa.Column("event_type", sa.String(200), nullable=False),
-    sa.Column("payload", sa.LargeBinary, nullable=False),
-    sa.Column(
-        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    ),
-    sa.Column("published_at", sa.DateTime(timezone=True)),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("last_error", sa.Text),
-)
-# The relay only ever looks for unpublished rows; keep that lookup tiny.
-sa.Index(
-    "ix_outbox_unpublished",
-    outbox.c.id,
-    postgresql_where=outbox.c.published_at.is_(None),
-)
-
-
-@dataclass(frozen=True)
-class NewOutboxEvent:
-    event_id: uuid.UUID
-    dedup_key: str
-    stream: str
-    event_type: str
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    event_id: uuid.UUID
-    stream: str
-    event_type: str
-    payload: bytes
+# The shared outbox (libs/outbox.py): table `learning.outbox`, channel `learning_outbox`.
+outbox = Outbox(metadata)
 
 
 _ENROLLMENT_COLUMNS = row_columns(enrollments, Enrollment)
 _PROGRESS_COLUMNS = row_columns(lesson_progress, Progress)
-_OUTBOX_COLUMNS = row_columns(outbox, OutboxRow)
 _LESSON_STATE_COLUMNS = row_columns(
     lesson_progress,
     LessonState,
@@ -427,49 +382,3 @@ async def complete_progress(session: AsyncSession, progress_id: int) -> Progress
     )
     row = (await session.execute(statement)).one_or_none()
     return _progress(row) if row else None
-
-
-# Outbox ------------------------------------------------------------------------------------
-
-
-async def insert_outbox(session: AsyncSession, events: Sequence[NewOutboxEvent]) -> None:
-    """Write events in the caller's transaction and wake the relay when that transaction
-    commits (PostgreSQL delivers NOTIFY at commit, and drops it on rollback)."""
-    if not events:
-        return
-    await session.execute(
-        sa.insert(outbox),
-        [dataclasses.asdict(event) for event in events],
-    )
-    await session.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
-
-
-async def claim_unpublished(session: AsyncSession, limit: int) -> list[OutboxRow]:
-    """Lock up to `limit` unpublished rows, oldest first. Rows another relay holds are skipped,
-    so relays share the work and never publish the same row at the same time."""
-    statement = (
-        sa.select(*_OUTBOX_COLUMNS)
-        .where(outbox.c.published_at.is_(None))
-        .order_by(outbox.c.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return [OutboxRow(**row._mapping) for row in await session.execute(statement)]
-
-
-async def mark_published(session: AsyncSession, outbox_ids: Sequence[int]) -> None:
-    if not outbox_ids:
-        return
-    await session.execute(
-        sa.update(outbox)
-        .where(outbox.c.id.in_(list(outbox_ids)))
-        .values(published_at=clock_now(), attempts=outbox.c.attempts + 1, last_error=None)
-    )
-
-
-async def record_failure(session: AsyncSession, outbox_id: int, error: str) -> None:
-    await session.execute(
-        sa.update(outbox)
-        .where(outbox.c.id == outbox_id)
-        .values(attempts=outbox.c.attempts + 1, last_error=error[:1000])
-    )

@@ -61,7 +61,7 @@ async def complete_if_done(
         if e.completed_at is None and summarize(states.get(e.id, ())).all_done
     ]
     completed = await store.complete_enrollments(session, done)
-    await store.insert_outbox(session, [course_completed(e, student) for e in completed])
+    await store.outbox.insert(session, [course_completed(e, student) for e in completed])
     return completed
 
 

@@ -1,8 +1,9 @@
 """The outbox relay: publishes committed outbox rows to their Redis stream, then marks them sent.
 
-Runs inside the learning process as a background task of its gRPC server. Guarantees:
+One implementation for every service with an outbox (libs/outbox.py): each runs it as a background
+task of its gRPC server, over its own schema's table. Guarantees:
 - nothing is lost: a row is marked sent only after Redis accepted its XADD; while Redis is
-  down rows simply stay unsent (students' completions never wait for Redis) and the relay keeps
+  down rows simply stay unsent (the writes that made them never wait for Redis) and the relay keeps
   retrying with a capped backoff, so publishing resumes by itself;
 - several relays (replicas) share the table without publishing a row at the same time: each
   batch is claimed with `FOR UPDATE SKIP LOCKED` and the row locks are held until the batch is
@@ -29,17 +30,17 @@ from libs import streams
 from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
+from libs.outbox import Outbox, OutboxRow
 from libs.redis_client import redis_client
 from libs.settings import Settings, to_libpq_url
-from services.learning import store
 
-log = get_logger("learning.outbox")
+log = get_logger("outbox")
 
 # Retries while Redis or PostgreSQL is down back off up to this, so recovery is noticed quickly.
 MAX_BACKOFF_S = 5.0
 
 
-def stream_entry(row: store.OutboxRow) -> dict[FieldT, EncodableT]:
+def stream_entry(row: OutboxRow) -> dict[FieldT, EncodableT]:
     """The entry libs/streams.py defines, for one outbox row."""
     return streams.encode_entry(row.payload, str(row.event_id), row.event_type)
 
@@ -47,6 +48,7 @@ def stream_entry(row: store.OutboxRow) -> dict[FieldT, EncodableT]:
 class OutboxRelay:
     def __init__(
         self,
+        outbox: Outbox,
         sessions: async_sessionmaker[AsyncSession],
         *,
         database_url: str,
@@ -55,6 +57,7 @@ class OutboxRelay:
         batch_size: int,
         stream_maxlen: int,
     ) -> None:
+        self._outbox = outbox
         self._sessions = sessions
         self._database_url = to_libpq_url(database_url)
         self._redis_url = redis_url
@@ -66,9 +69,10 @@ class OutboxRelay:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+        cls, settings: Settings, outbox: Outbox, sessions: async_sessionmaker[AsyncSession]
     ) -> OutboxRelay:
         return cls(
+            outbox,
             sessions,
             database_url=settings.database_url,
             redis_url=settings.redis_url,
@@ -91,7 +95,12 @@ class OutboxRelay:
                 except Exception as error:
                     failures += 1
                     delay = self._backoff(failures)
-                    log.warning("outbox publish failed", error=repr(error), retry_in_s=delay)
+                    log.warning(
+                        "outbox publish failed",
+                        schema=self._outbox.schema,
+                        error=repr(error),
+                        retry_in_s=delay,
+                    )
                     await asyncio.sleep(delay)
                     continue
                 if published == self._batch_size:
@@ -108,7 +117,7 @@ class OutboxRelay:
         assert self._redis is not None, "run() opens the Redis client"
         failure: RedisError | OSError | None = None
         async with transaction(self._sessions) as session:
-            rows = await store.claim_unpublished(session, self._batch_size)
+            rows = await self._outbox.claim_unpublished(session, self._batch_size)
             published: list[int] = []
             for row in rows:
                 try:
@@ -120,16 +129,16 @@ class OutboxRelay:
                     )
                 except (RedisError, OSError) as error:
                     failure = error
-                    await store.record_failure(session, row.id, repr(error))
+                    await self._outbox.record_failure(session, row.id, repr(error))
                     break
                 published.append(row.id)
             # What did get out is marked sent even when a later row failed; the rest stays
             # unsent for the next attempt.
-            await store.mark_published(session, published)
+            await self._outbox.mark_published(session, published)
         if failure is not None:
             raise failure
         if published:
-            log.info("outbox published", count=len(published))
+            log.info("outbox published", schema=self._outbox.schema, count=len(published))
         return len(published)
 
     def _backoff(self, failures: int) -> float:
@@ -148,7 +157,7 @@ class OutboxRelay:
                 async with await psycopg.AsyncConnection.connect(
                     self._database_url, autocommit=True
                 ) as connection:
-                    await connection.execute(f"LISTEN {store.OUTBOX_CHANNEL}")
+                    await connection.execute(f"LISTEN {self._outbox.channel}")
                     failures = 0
                     self._wake.set()  # rows may have arrived while we were not listening
                     async for _ in connection.notifies():
@@ -156,5 +165,10 @@ class OutboxRelay:
             except Exception as error:  # polling covers the gap while we reconnect
                 failures += 1
                 delay = self._backoff(failures)
-                log.warning("outbox listen failed", error=repr(error), retry_in_s=delay)
+                log.warning(
+                    "outbox listen failed",
+                    schema=self._outbox.schema,
+                    error=repr(error),
+                    retry_in_s=delay,
+                )
                 await asyncio.sleep(delay)
