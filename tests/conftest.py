@@ -30,8 +30,10 @@ import pytest
 import uvicorn
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs import migrations
+from libs.db import create_engine
 from libs.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
@@ -303,3 +305,11 @@ def catcher() -> Iterator[MailCatcher]:
     server = MailCatcher().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """A pooled engine on the suite's database, for tests that query a store directly."""
+    engine = create_engine(settings, "tests")
+    yield engine
+    await engine.dispose()

@@ -4,26 +4,17 @@ statements, whatever the page size and however many lessons each course has."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from libs.db import create_engine, session_factory, transaction
-from libs.settings import Settings
+from libs.db import session_factory, transaction
 from services.catalog import store
 from services.catalog.domain import CourseWithLessons, ListScope, NewLesson, course_code
 from tests.sql_support import counting_statements
 
 COURSES = 20
 LESSONS_PER_COURSE = 30
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "test-catalog-store")
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.db import create_engine, session_factory, transaction
-from libs.settings import Settings
+from libs.db import session_factory, transaction
 from services.catalog import store
 from tests.conftest import User
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "timestamps-test")
-    yield engine
-    await engine.dispose()
 
 
 async def test_an_update_after_a_lock_wait_is_stamped_after_the_update_it_waited_for(

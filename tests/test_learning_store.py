@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from libs.db import create_engine, session_factory, transaction
+from libs.db import session_factory, transaction
 from libs.outbox import NewOutboxEvent
-from libs.settings import Settings
 from services.learning import store
 from services.learning.domain import CatalogCourse, CatalogLesson, Enrollment, summarize
 from services.learning.usecases.reconciliation import reconcile_locked
 from tests.sql_support import counting_statements
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "test-learning-store")
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.db import create_engine, session_factory, transaction
-from libs.settings import Settings
+from libs.db import session_factory, transaction
 from services.learning import store
 from tests.conftest import User, register_and_login
 from tests.learning_support import complete, enroll, progress_rows, published_course, query
@@ -26,13 +23,6 @@ ROUNDS = 40
 
 def parse(stamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-@pytest.fixture
-async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings, "timestamps-test")
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_transaction_that_waited_stamps_after_the_one_it_waited_for(
