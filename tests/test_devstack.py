@@ -140,6 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(tmp_path_factory.mktemp("fresh-clone"), stack_env())
     try:
         wait_for_line(running, "courseplatform is up")
+        # The line is listed before the reader thread has probed /readyz/ for it: wait for that.
+        assert running.banner.wait(timeout=30), "the reader never finished probing /readyz/"
         yield running
     finally:
         end(running)
