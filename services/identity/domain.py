@@ -10,12 +10,14 @@ from email_validator import EmailNotValidError, validate_email
 from libs.claims import Role
 from libs.errors import NON_FIELD, FieldErrorCollector
 from libs.text import text_problem
+from services.identity.password_policy import PASSWORD_MAX, PASSWORD_MIN, password_problems
+
+__all__ = ["PASSWORD_MAX", "PASSWORD_MIN", "password_problems"]
 
 EMAIL_MAX = 254
 FULL_NAME_MAX = 255
-PASSWORD_MIN = 8
-# argon2 hashes any length, but an unbounded password is a cheap way to burn our CPU.
-PASSWORD_MAX = 128
+PASSWORDS_DIFFER = "Passwords do not match."
+WRONG_CURRENT_PASSWORD = "Your current password is incorrect."
 REQUIRED = "This field is required."
 
 
@@ -83,20 +85,29 @@ def validate_registration(
         if not value:
             errors.add(field, REQUIRED)
     if password:
-        for problem in password_problems(password):
+        for problem in password_problems(password, email=email, full_name=full_name):
             errors.add("password", problem)
     if password and password_confirm and password != password_confirm:
-        errors.add(NON_FIELD, "Passwords do not match.")
+        errors.add(NON_FIELD, PASSWORDS_DIFFER)
 
     errors.raise_if_any()
     assert parsed_role is not None
     return NewUser(email=email, full_name=full_name, role=parsed_role, password=password)
 
 
-def password_problems(password: str) -> list[str]:
-    problems = []
-    if len(password) < PASSWORD_MIN:
-        problems.append(f"Ensure this field has at least {PASSWORD_MIN} characters.")
-    if len(password) > PASSWORD_MAX:
-        problems.append(f"Ensure this field has no more than {PASSWORD_MAX} characters.")
-    return problems
+def validate_new_password(
+    *, password: str, password_confirm: str, email: str, full_name: str
+) -> None:
+    """A password change or reset: the new password meets the policy (reported on `password`,
+    as at registration) and its confirmation matches (`non_field_errors`)."""
+    errors = FieldErrorCollector()
+    if not password:
+        errors.add("new_password", REQUIRED)
+    if not password_confirm:
+        errors.add("new_password_confirm", REQUIRED)
+    if password:
+        for problem in password_problems(password, email=email, full_name=full_name):
+            errors.add("password", problem)
+    if password and password_confirm and password != password_confirm:
+        errors.add(NON_FIELD, PASSWORDS_DIFFER)
+    errors.raise_if_any()
