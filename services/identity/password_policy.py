@@ -50,7 +50,10 @@ def password_problems(password: str, *, email: str = "", full_name: str = "") ->
         return [LIKE_EMAIL]
     if full_name.strip() and squashed == _squash(full_name):
         return [LIKE_NAME]
-    user_inputs = [value for value in (email, local_part, full_name, *full_name.split()) if value]
+    # The user's own words, whole, squashed and split: "annsmith2024" is weak for Ann Smith.
+    words = [email, local_part, full_name, _squash(full_name), *full_name.split()]
+    words += [part for part in local_part.replace("_", ".").replace("-", ".").split(".")]
+    user_inputs = [word for word in words if word]
     result = zxcvbn(password[:ESTIMATE_LENGTH], user_inputs=user_inputs)
     if result["score"] < MIN_SCORE:
         warning = str(result["feedback"].get("warning") or "").strip()

@@ -83,7 +83,8 @@ sa.Index(
 )
 
 # PasswordResetRequested events, relayed to their stream (libs/outbox.py, libs/outbox_relay.py).
-outbox = Outbox(metadata)
+# They carry a live reset code: the payload is emptied the moment the row is published.
+outbox = Outbox(metadata, scrub_published=True)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from faststream.redis.message import DefaultStreamMessage
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -302,7 +303,10 @@ class NotifierApp:
             elif outcome is Outcome.RETRY_LATER:
                 # No XACK: the entry stays pending and the reclaimer redelivers it.
                 await message.nack()
+                return
             # DEAD_LETTERED: acked in the same MULTI that wrote the dead letter.
+            if handler.kind.delete_when_done:
+                await self._forget_entry(binding.stream, delivery.entry_id)
 
         # `entry` gives AsyncAPI the payload schema; the handler works on the raw fields, byte
         # for byte (a dead letter must keep them exactly).
@@ -323,6 +327,14 @@ class NotifierApp:
 
             reader(reclaimer(on_password_reset))
         return [reader, reclaimer]
+
+    async def _forget_entry(self, stream: str, entry_id: str) -> None:
+        """Delete a handled entry that holds a secret, so the stream keeps no live code."""
+        assert self._redis is not None
+        try:
+            await self._redis.xdel(stream, entry_id)
+        except RedisError as error:  # the code still expires; the entry just lingers
+            log.warning("could not delete a handled entry", stream=stream, error=repr(error))
 
     @property
     def subscribers_running(self) -> bool:

@@ -35,6 +35,9 @@ Composer = Callable[[Mapping[bytes, bytes], str, datetime], ComposedMail]
 class MailKind:
     name: str  # "course-completed": log lines ("<name> mail sent") and .eml file names
     compose: Composer
+    # Delete the stream entry once it is acknowledged: it holds a secret (a reset code), and
+    # the notifier's group is the stream's only reader.
+    delete_when_done: bool = False
 
 
 def _course_completed(fields: Mapping[bytes, bytes], sender: str, now: datetime) -> ComposedMail:

@@ -139,4 +139,4 @@ def password_reset_kind(base_url: str) -> MailKind:
             log_fields={"recipient": reset.email, "user_id": reset.user_id},
         )
 
-    return MailKind(name=KIND, compose=compose_entry)
+    return MailKind(name=KIND, compose=compose_entry, delete_when_done=True)

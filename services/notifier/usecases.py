@@ -111,6 +111,10 @@ class Notifier:
         self._accepted_unrecorded: set[str] = set()
         self._stopping = asyncio.Event()
 
+    @property
+    def kind(self) -> MailKind:
+        return self._kind
+
     def stop_retrying(self) -> None:
         """Shutdown: the mail in flight finishes, but no new backoff wait starts."""
         self._stopping.set()
