@@ -4,11 +4,14 @@ Built on the `limits` library's moving window (exact: "N failures in the last W 
 its Redis storage, so every identity replica shares the counts. The check happens before any
 password is hashed, so a flood of guesses costs no argon2 time.
 
-- Account: the attempt takes a slot atomically before the password is checked (so parallel
-  guesses cannot slip past the limit); a successful login clears the account's count.
-- Address: checked before, counted only on failure (successful logins never count, so a busy
-  office or the bench behind one address is not throttled); parallel failures from one
-  address may overshoot the limit by their concurrency.
+Both counts are checked before the password is hashed and grow only on a failure, so
+successful logins never count (an office behind one address, a user's devices logging in at
+once, the bench's 16 parallel logins of one account are never throttled) and a success clears
+the account's count. The price: failures sent in parallel are all checked before any of them is
+counted, so a burst may overshoot a limit by its concurrency once; after that, every attempt is
+refused until the window lets one go. (Reserving a slot atomically per attempt would close that
+gap but throttle parallel successful logins of one account, which the limits API cannot refund
+one at a time.)
 
 Redis down: fail open to this replica's memory (the same limits, per replica) with one warning
 per outage. Refusing every login while Redis is away would lock every user out because of a
@@ -84,18 +87,19 @@ class LoginThrottle:
         )
 
     async def before_attempt(self, account: str, address: str) -> None:
-        """Raise RateLimited if the address or the account has used up its failures; otherwise
-        the attempt holds one of the account's slots until `succeeded` clears them."""
+        """Raise RateLimited if the address or the account has used up its failures."""
         waits = []
-        if not await self._call("test", self._address, "address", address):
-            waits.append(await self._retry_after(self._address, "address", address))
-        elif not await self._call("hit", self._account, "account", account):
-            waits.append(await self._retry_after(self._account, "account", account))
+        for item, kind, key in (
+            (self._address, "address", address),
+            (self._account, "account", account),
+        ):
+            if not await self._call("test", item, kind, key):
+                waits.append(await self._retry_after(item, kind, key))
         if waits:
             raise RateLimited(max(waits), MESSAGE)
 
-    async def failed(self, address: str) -> None:
-        """The attempt failed: the account's slot stays taken, the address counts one more."""
+    async def failed(self, account: str, address: str) -> None:
+        await self._call("hit", self._account, "account", account)
         await self._call("hit", self._address, "address", address)
 
     async def succeeded(self, account: str) -> None:

@@ -111,7 +111,7 @@ class Accounts:
             user = await store.user_by_email(session, account)
         password_ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not password_ok or not user.is_active:
-            await self._throttle.failed(client_address)
+            await self._throttle.failed(account, client_address)
             raise Unauthenticated(BAD_CREDENTIALS)
         await self._throttle.succeeded(account)
         # Hash before the transaction: a pooled connection is not held through ~20 ms of argon2.
