@@ -46,21 +46,27 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def email_problem(email: str) -> str | None:
+    """Why `email` (already stripped) is not an acceptable address, or None."""
+    if not email:
+        return REQUIRED
+    if len(email) > EMAIL_MAX:
+        return f"Ensure this field has no more than {EMAIL_MAX} characters."
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return "Enter a valid email address."
+    return None
+
+
 def validate_registration(
     *, email: str, full_name: str, role: str, password: str, password_confirm: str
 ) -> NewUser:
     """Check every field and report all problems at once (InvalidArgument)."""
     errors = FieldErrorCollector()
     email = email.strip()
-    if not email:
-        errors.add("email", REQUIRED)
-    elif len(email) > EMAIL_MAX:
-        errors.add("email", f"Ensure this field has no more than {EMAIL_MAX} characters.")
-    else:
-        try:
-            validate_email(email, check_deliverability=False)
-        except EmailNotValidError:
-            errors.add("email", "Enter a valid email address.")
+    if problem := email_problem(email):
+        errors.add("email", problem)
 
     full_name = full_name.strip()
     if not full_name:

@@ -19,7 +19,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.db import transaction
@@ -27,7 +26,12 @@ from libs.errors import InvalidArgument
 from libs.logging import get_logger
 from libs.settings import Settings
 from services.identity import store
-from services.identity.domain import EMAIL_MAX, REQUIRED, normalize_email, validate_new_password
+from services.identity.domain import (
+    REQUIRED,
+    email_problem,
+    normalize_email,
+    validate_new_password,
+)
 from services.identity.events import password_reset_requested
 from services.identity.passwords import Passwords
 from services.identity.usecases import revoke_all_sessions
@@ -37,7 +41,6 @@ log = get_logger("identity.password_reset")
 CODE_BYTES = 24  # 192 bits
 MAIL_WINDOW = timedelta(hours=1)
 BAD_CODE = "This reset code is invalid, used or expired."
-BAD_EMAIL = "Enter a valid email address."
 
 
 def new_code() -> str:
@@ -77,14 +80,8 @@ class PasswordResets:
         """Queue a reset mail if `email` is a registered active account under its mail limit.
         Raises only for a syntactically invalid email; every valid one gets the same None."""
         email = email.strip()
-        if not email:
-            raise InvalidArgument.on_field("email", REQUIRED)
-        try:
-            if len(email) > EMAIL_MAX:
-                raise EmailNotValidError
-            validate_email(email, check_deliverability=False)
-        except EmailNotValidError:
-            raise InvalidArgument.on_field("email", BAD_EMAIL) from None
+        if problem := email_problem(email):  # the registration rule
+            raise InvalidArgument.on_field("email", problem)
         # The same work up to the user lookup for everyone; the extra insert for a real account
         # is a few milliseconds, far inside the spread of the round trip.
         async with transaction(self._sessions) as session:
