@@ -516,7 +516,8 @@ def test_network_policies_deny_by_default_and_admit_only_the_callers(overlay: st
         "identity": {"gateway", "learning"},
         "catalog": {"gateway", "learning"},
         "learning": {"gateway"},
-        "redis": {"catalog", "learning", "notifier"},
+        # identity: login-throttling counts and its outbox relay (password-reset mails).
+        "redis": {"identity", "catalog", "learning", "notifier"},
         "notifier": None,
     }
     if overlay == "dev":

@@ -101,6 +101,9 @@ async def test_reflection_describes_the_service(channel: grpc.aio.Channel) -> No
         "VerifyToken",
         "GetUser",
         "GetJwks",
+        "ChangePassword",
+        "RequestPasswordReset",
+        "ConfirmPasswordReset",
     }
 
 

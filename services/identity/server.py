@@ -5,13 +5,18 @@ from __future__ import annotations
 import grpc
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
+from libs.client_address import parse_networks
 from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.outbox_relay import OutboxRelay
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key
 from libs.tokens import JwksFile, issuer_from_settings, verifier_from_settings
+from services.identity import store
 from services.identity.api import PUBLIC_METHODS, IdentityServicer
+from services.identity.password_reset import PasswordResets, ResetPolicy
 from services.identity.passwords import Passwords
+from services.identity.throttling import LoginThrottle
 from services.identity.usecases import Accounts
 
 SERVICE_NAME = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
@@ -22,8 +27,20 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     issuer = issuer_from_settings(settings)
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings, "identity")
-    accounts = Accounts(session_factory(engine), Passwords(settings), issuer, verifier)
-    servicer = IdentityServicer(accounts, verifier, JwksFile(settings.jwt_keys_dir))
+    sessions = session_factory(engine)
+    passwords = Passwords(settings)
+    throttle = LoginThrottle.from_settings(settings)
+    accounts = Accounts(sessions, passwords, issuer, verifier, throttle)
+    resets = PasswordResets(sessions, passwords, ResetPolicy.from_settings(settings))
+    servicer = IdentityServicer(
+        accounts,
+        verifier,
+        JwksFile(settings.jwt_keys_dir),
+        resets,
+        parse_networks(settings.trusted_gateways),
+    )
+    # PasswordResetRequested events to their stream; one relay per replica, they share the table.
+    relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
 
     def register(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
@@ -32,6 +49,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         full_name=SERVICE_NAME,
         register=register,
         public_methods=PUBLIC_METHODS,
+        background_tasks=[relay.run],
         on_stop=engine.dispose,
         health_probe=database_probe(engine, settings),
     )
