@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 from fastapi import FastAPI
 
+from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
 from libs.logging import configure_logging
@@ -23,6 +26,10 @@ def main() -> None:
     configure_logging("gateway", settings.log_level, settings.log_json)
     # One process runs Python on one core at a time: more workers let the gateway use more.
     workers = settings.gateway_workers
+    try:
+        gateway_metrics.prepare_process(settings, workers)
+    except OSError as error:
+        sys.exit(f"gateway: metrics port: {error}")
     uvicorn.run(
         "gateway.__main__:worker_app" if workers > 1 else create_app(settings),
         factory=workers > 1,

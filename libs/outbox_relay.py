@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from libs import streams
+from libs import metrics, streams
 from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
@@ -94,6 +94,7 @@ class OutboxRelay:
                 # Redis or PostgreSQL down, or anything unforeseen: the relay must outlive it.
                 except Exception as error:
                     failures += 1
+                    metrics.OUTBOX_PUBLISH_FAILURES.labels(self._outbox.schema).inc()
                     delay = self._backoff(failures)
                     log.warning(
                         "outbox publish failed",
@@ -138,6 +139,7 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         if published:
+            metrics.OUTBOX_PUBLISHED.labels(self._outbox.schema).inc(len(published))
             log.info("outbox published", schema=self._outbox.schema, count=len(published))
         return len(published)
 

@@ -107,6 +107,23 @@ class Settings(BaseSettings):
     embedded_redis_port: int = 6380
     devstack_ready_notice_s: float = 30.0
 
+    # Metrics (libs/metrics.py, README "Observing it"). METRICS_PORT, when set, is where the
+    # process reading it serves /metrics (one port per pod); otherwise each gRPC service has its
+    # own default and the gateway serves /metrics on its REST port unless GATEWAY_METRICS_PORT is
+    # set. The notifier serves /metrics on its health port. METRICS_ENABLED=false: no metrics at
+    # all (the bench's "metrics off").
+    metrics_enabled: bool = True
+    metrics_port: int | None = None
+    identity_metrics_port: int = 9101
+    catalog_metrics_port: int = 9102
+    learning_metrics_port: int = 9103
+    gateway_metrics_port: int | None = None
+    # How often the outbox backlog (count, oldest age) is sampled for its gauges.
+    metrics_sample_interval_s: float = 5.0
+    # Notifier degraded health: SMTP failing for this long, or a dead letter within the interval.
+    notifier_degraded_smtp_s: float = 60.0
+    notifier_degraded_interval_s: float = 600.0
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:

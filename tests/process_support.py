@@ -36,6 +36,9 @@ _OWN_PREFIXES = (
     "LEARNING_",
     "OUTBOX_",
     "LOG_",
+    "METRICS_",
+    "PROMETHEUS_",
+    "OTEL_",
 )
 
 

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs import metrics
 from libs.db import create_engine, session_factory
 from libs.logging import get_logger
 from libs.redis_client import redis_client, redis_timeouts
@@ -47,6 +48,7 @@ from libs.streams import (
 from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
 from services.notifier.mailer import mailer_from_settings
+from services.notifier.observability import Observer, SmtpHealth
 from services.notifier.usecases import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
 
 log = get_logger("notifier")
@@ -135,6 +137,9 @@ class NotifierApp:
         supervise_interval_s: float = SUPERVISE_INTERVAL_S,
     ) -> None:
         self.settings = settings
+        metrics.configure(settings)
+        self.smtp_health = SmtpHealth()
+        self.observer: Observer | None = None
         self.supervise_interval_s = supervise_interval_s
         self._supervisor: asyncio.Task[None] | None = None
         self.consumer = consumer or settings.notifier_consumer or default_consumer_name()
@@ -183,7 +188,11 @@ class NotifierApp:
         )
         self.app = AsgiFastStream(
             self.broker,
-            asgi_routes=[("/health", self._health_route()), ("/livez", _alive)],
+            asgi_routes=[
+                ("/health", self._health_route()),
+                ("/livez", _alive),
+                ("/metrics", self._metrics_route()),
+            ],
             asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
             specification=self.specification,
             logger=faststream_logger,
@@ -277,6 +286,16 @@ class NotifierApp:
             ),
             lease_s=settings.notifier_lease_s,
             record_sent_budget_s=settings.notifier_record_sent_retry_s,
+            smtp_health=self.smtp_health,
+        )
+        self.observer = Observer(
+            redis=self._redis,
+            stream=binding.stream,
+            dead_letter_stream=binding.dead_letter_stream,
+            group=binding.group,
+            smtp=self.smtp_health,
+            smtp_threshold_s=settings.notifier_degraded_smtp_s,
+            dead_letter_interval_s=settings.notifier_degraded_interval_s,
         )
         if settings.notifier_lease_s * 1000 > settings.notifier_reclaim_idle_ms:
             log.warning(
@@ -357,10 +376,24 @@ class NotifierApp:
                 "subscribers": self.subscribers_running,
             }
             healthy = all(checks.values())
-            body = {"status": "ok" if healthy else "unavailable", "consumer": self.consumer}
-            return JSONResponse({**body, "checks": checks}, 200 if healthy else 503)
+            # Degraded (mail not getting out) is shown, but does not make the notifier unready.
+            degraded = await self.observer.degraded() if self.observer is not None else []
+            status = ("degraded" if degraded else "ok") if healthy else "unavailable"
+            body = {"status": status, "consumer": self.consumer, "checks": checks}
+            return JSONResponse({**body, "degraded": degraded}, 200 if healthy else 503)
 
         return health
+
+    def _metrics_route(self) -> Any:
+        @get(include_in_schema=False)
+        async def metrics_route(scope: Scope) -> AsgiResponse:
+            if self.observer is None:
+                body, content_type = metrics.exposition()
+            else:
+                body, content_type = await self.observer.scrape()
+            return AsgiResponse(body, 200, headers={"content-type": content_type})
+
+        return metrics_route
 
 
 @get(include_in_schema=False)
