@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
+from libs import tracing
 from libs.logging import configure_logging
 from libs.settings import Settings
 
@@ -18,6 +19,7 @@ def worker_app() -> FastAPI:
     """The app of one worker process when GATEWAY_WORKERS > 1 (uvicorn imports this factory)."""
     settings = Settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    tracing.configure(settings, "gateway")
     return create_app(settings)
 
 
@@ -26,6 +28,8 @@ def main() -> None:
     configure_logging("gateway", settings.log_level, settings.log_json)
     # One process runs Python on one core at a time: more workers let the gateway use more.
     workers = settings.gateway_workers
+    if workers == 1:  # otherwise each worker sets up its own (worker_app)
+        tracing.configure(settings, "gateway")
     try:
         gateway_metrics.prepare_process(settings, workers)
     except OSError as error:

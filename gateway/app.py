@@ -17,7 +17,7 @@ from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
 from gateway.routers import auth, courses, enrollments, lessons, ops, progress
 from gateway.security import install_security_headers
-from libs import metrics
+from libs import metrics, tracing
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -62,5 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
         app.add_middleware(SqlCountingMiddleware)
+    if tracing.enabled():  # a server span per request (before the headers wrap the stack)
+        tracing.instrument_fastapi(app)
     install_security_headers(app)
     return app

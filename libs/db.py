@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from libs import metrics, sql_counting
+from libs import metrics, sql_counting, tracing
 from libs.health_watch import HealthProbe
 from libs.settings import Settings
 
@@ -90,6 +90,8 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
     )
     if metrics.enabled():  # pool gauges, statement latency
         metrics.instrument_engine(engine, application_name)
+    if tracing.enabled():  # a span per statement
+        tracing.instrument_engine(engine)
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
     return engine

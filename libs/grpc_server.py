@@ -29,6 +29,7 @@ from libs import (
     metrics,
     outages,
     sql_counting,
+    tracing,
 )
 from libs.errors import DomainError, Unauthenticated, Unavailable
 from libs.grpc_errors import abort_with, grpc_code_for
@@ -221,6 +222,8 @@ class GrpcServer:
         ]
         if metrics.enabled():  # RPC counts and latency (libs/metrics.py)
             self._interceptors.insert(0, metrics.ServerMetricsInterceptor())
+        if tracing.enabled():  # outermost but counting: the access log line is in the span
+            self._interceptors.insert(0, tracing.server_interceptor())
         if count_sql_statements:  # bench diagnostics (SQL_STATEMENT_COUNTING); outermost
             self._interceptors.insert(
                 0, sql_counting.StatementCountingInterceptor(definition.full_name)

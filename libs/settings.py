@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     gateway_metrics_port: int | None = None
     # How often the outbox backlog (count, oldest age) is sampled for its gauges.
     metrics_sample_interval_s: float = 5.0
+    # Traces (libs/tracing.py): exported over OTLP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is
+    # set; TRACING_ENABLED=true makes spans without exporting them (log trace ids, the bench).
+    otel_exporter_otlp_endpoint: str | None = None
+    tracing_enabled: bool = False
     # Notifier degraded health: SMTP failing for this long, or a dead letter within the interval.
     notifier_degraded_smtp_s: float = 60.0
     notifier_degraded_interval_s: float = 600.0

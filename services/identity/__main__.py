@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from libs import metrics
+from libs import metrics, tracing
 from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
@@ -26,6 +26,7 @@ def main() -> None:
         return
     try:
         metrics.start(settings, "identity", settings.grpc_bind_host)
+        tracing.configure(settings, "identity")
     except OSError as error:
         sys.exit(f"identity: metrics port: {error}")
     try:

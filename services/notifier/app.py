@@ -25,12 +25,13 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from faststream.redis.message import DefaultStreamMessage
 from faststream.specification import AsyncAPI
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs import metrics
+from libs import metrics, tracing
 from libs.db import create_engine, session_factory
 from libs.logging import get_logger
 from libs.redis_client import redis_client, redis_timeouts
@@ -249,7 +250,10 @@ class NotifierApp:
         ) -> None:
             assert self.notifier is not None, "subscribers start after _open"
             delivery = Delivery(entry_id=message.message_id, fields=message.raw_message["data"])
-            outcome = await self.notifier.handle(delivery)
+            # A consumer span, child of the relay's publish: the mail joins the request's trace.
+            traceparent = decode_entry(delivery.fields).traceparent
+            with tracing.hop_span(f"{binding.stream} process", SpanKind.CONSUMER, traceparent):
+                outcome = await self.notifier.handle(delivery)
             if outcome in (Outcome.SENT, Outcome.DUPLICATE):
                 await message.ack()
             elif outcome is Outcome.RETRY_LATER:
