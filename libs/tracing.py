@@ -29,8 +29,13 @@ from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeter
 from opentelemetry.propagators.textmap import default_getter, default_setter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +46,13 @@ TRACEPARENT = "traceparent"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _provider: TracerProvider | None = None
 _redis_instrumented = False
+
+
+class DroppingExporter(SpanExporter):
+    """Accepts every batch and keeps nothing."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
 
 
 def configure(settings: Settings, service: str, exporter: SpanExporter | None = None) -> None:
@@ -57,6 +69,8 @@ def configure(settings: Settings, service: str, exporter: SpanExporter | None = 
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:  # TRACING_ENABLED without a collector: the whole pipeline, the export a no-op
+        provider.add_span_processor(BatchSpanProcessor(DroppingExporter()))
     _provider = provider
     _instrument_redis(provider)
 

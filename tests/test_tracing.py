@@ -188,3 +188,41 @@ def test_the_traceparent_survives_the_stream_entry_encoding() -> None:
     assert trace.get_current_span(context).get_span_context().trace_id == int(
         "0af7651916cd43dd8448eb211c80319c", 16
     )
+
+
+async def test_a_traced_process_logs_the_callers_trace_id(
+    settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`python -m services.identity` with TRACING_ENABLED=true (no collector): its `rpc` log line
+    carries the trace id of the traceparent the call came with, and a span id of its own."""
+    import grpc
+    from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
+
+    from tests import process_support
+
+    identity = process_support.grpc_service(
+        "identity",
+        settings,
+        tmp_path_factory.mktemp("traced-logs"),
+        tracing_enabled="true",
+        identity_metrics_port=free_port(),
+    )
+    await identity.start()
+    try:
+        await identity.wait_ready()
+        trace_id = uuid.uuid4().int
+        header = f"00-{trace_id:032x}-{0x1122334455667788:016x}-01"
+        async with grpc.aio.insecure_channel(identity.address) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            await stub.GetJwks(identity_pb2.GetJwksRequest(), metadata=(("traceparent", header),))
+
+        def logged() -> list[dict[str, object]]:
+            return [e for e in identity.log_events() if e.get("method") == "GetJwks"]
+
+        await eventually(lambda: bool(logged()), what="the rpc line")
+        (line,) = logged()
+        assert line["trace_id"] == f"{trace_id:032x}"
+        assert isinstance(line["span_id"], str) and len(line["span_id"]) == 16
+        assert line["span_id"] != f"{0x1122334455667788:016x}"  # the server's own span
+    finally:
+        await identity.stop()
