@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from libs.embedded import free_port
 from libs.settings import Settings
@@ -116,6 +117,13 @@ def delta(after: Scrape, before: Scrape, name: str, **labels: str) -> float:
 
 async def test_a_completion_moves_the_counters_of_every_process(stack: Stack) -> None:
     before = await stack.scrape_all()
+    in_process_before = {
+        schema: REGISTRY.get_sample_value(
+            "courseplatform_outbox_published_total", {"schema": schema}
+        )
+        or 0
+        for schema in ("learning", "catalog")
+    }
     async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=30) as client:
         instructor = await register_and_login(client, "Instructor")
         student = await register_and_login(client, "Student")
@@ -236,20 +244,19 @@ async def test_a_completion_moves_the_counters_of_every_process(stack: Stack) ->
             assert scraped.value(metric) > 0, (name, metric)
         assert scraped.has("process_open_fds")
 
-    # Events: learning's outbox published the completion, and nothing is left waiting.
-    assert delta(
-        learning, learning_before, "courseplatform_outbox_published_total", schema="learning"
-    )
+    # Events: learning's outbox published the completion, and nothing is left waiting. The
+    # suite's own in-process services share the database, so their relay may have taken the row
+    # (SKIP LOCKED): its counter is in this process's registry.
+    for schema in ("learning", "catalog"):
+        published = "courseplatform_outbox_published_total"
+        in_process = (REGISTRY.get_sample_value(published, {"schema": schema}) or 0) - (
+            in_process_before[schema]
+        )
+        assert delta(after[schema], before[schema], published, schema=schema) + in_process >= 1
     assert learning.has("courseplatform_outbox_unpublished", schema="learning")
     assert (
         learning.value("courseplatform_outbox_oldest_unpublished_age_seconds", schema="learning")
         < 60
-    )
-    assert delta(
-        after["catalog"],
-        before["catalog"],
-        "courseplatform_outbox_published_total",
-        schema="catalog",
     )
 
     # Notifier: the mail, its end-to-end latency, the stream and its group.

@@ -19,7 +19,6 @@ from opentelemetry.trace import SpanKind
 from libs import tracing
 from libs.embedded import free_port
 from libs.grpc_server import GrpcServer
-from libs.logging import configure_logging
 from libs.settings import Settings
 from libs.trace_ids import add_trace_ids
 from tests.conftest import SERVICES, register_and_login, serve_asgi
@@ -54,6 +53,11 @@ async def traced(settings: Settings) -> AsyncIterator[Traced]:
         update={
             **{f"{name}_port": port for name, port in ports.items()},
             **{f"{name}_target": f"127.0.0.1:{port}" for name, port in ports.items()},
+            # A second set of servers next to the suite's: small pools (shared PostgreSQL).
+            "db_pool_size": 2,
+            "db_max_overflow": 2,
+            # A first connection on a loaded machine can take more than the default 1 s.
+            "health_check_timeout_s": 5.0,
         }
     )
     catcher = MailCatcher().start()
@@ -71,6 +75,12 @@ async def traced(settings: Settings) -> AsyncIterator[Traced]:
             serve_asgi(create_app(traced_settings), **uvicorn_options()) as url,
             running_notifier(fast_settings(traced_settings, catcher)),
         ):
+
+            async def ready() -> bool:
+                async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                    return (await http.get("/readyz/")).status_code == 200
+
+            await eventually(ready, what="every backend SERVING")
             yield Traced(url=url, exporter=exporter, catcher=catcher)
     finally:
         for server in reversed(servers):
@@ -151,10 +161,7 @@ async def test_health_checks_and_metrics_are_not_traced(traced: Traced) -> None:
 
 @pytest.mark.unit
 def test_log_lines_carry_the_trace_and_span_ids() -> None:
-    configure_logging("tests", "INFO", json=True)
-    import structlog
-
-    assert add_trace_ids in structlog.get_config()["processors"]
+    # Wired into every process's log pipeline: test_a_traced_process_logs_the_callers_trace_id.
     assert add_trace_ids(None, "info", {"event": "x"}) == {"event": "x"}  # no span: nothing
     context = trace.SpanContext(
         trace_id=0x0AF7651916CD43DD8448EB211C80319C,
