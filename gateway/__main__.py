@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 from fastapi import FastAPI
 
+from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
+from libs import tracing
 from libs.logging import configure_logging
 from libs.settings import Settings
 
@@ -15,6 +19,7 @@ def worker_app() -> FastAPI:
     """The app of one worker process when GATEWAY_WORKERS > 1 (uvicorn imports this factory)."""
     settings = Settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    tracing.configure(settings, "gateway")
     return create_app(settings)
 
 
@@ -23,6 +28,12 @@ def main() -> None:
     configure_logging("gateway", settings.log_level, settings.log_json)
     # One process runs Python on one core at a time: more workers let the gateway use more.
     workers = settings.gateway_workers
+    if workers == 1:  # otherwise each worker sets up its own (worker_app)
+        tracing.configure(settings, "gateway")
+    try:
+        gateway_metrics.prepare_process(settings, workers)
+    except OSError as error:
+        sys.exit(f"gateway: metrics port: {error}")
     uvicorn.run(
         "gateway.__main__:worker_app" if workers > 1 else create_app(settings),
         factory=workers > 1,

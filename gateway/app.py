@@ -11,11 +11,13 @@ from fastapi_offline import FastAPIOffline
 from gateway.backends import Backends
 from gateway.errors import install_error_handlers
 from gateway.methods import MethodsMiddleware
+from gateway.metrics import install_metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
 from gateway.routers import auth, courses, enrollments, lessons, ops, passwords, progress
 from gateway.security import install_security_headers
+from libs import metrics, tracing
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -27,6 +29,8 @@ Public REST API of the course platform. Log in with `POST /api/auth/login/`, the
 
 
 def create_app(settings: Settings) -> FastAPI:
+    metrics.configure(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
@@ -53,8 +57,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths
+    # Metrics: outside the methods check (its 405s count), inside the trailing-slash fix.
+    install_metrics(app, serve_route=metrics.port_for(settings, "gateway") is None)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
         app.add_middleware(SqlCountingMiddleware)
+    if tracing.enabled():  # a server span per request (before the headers wrap the stack)
+        tracing.instrument_fastapi(app)
     install_security_headers(app)
     return app

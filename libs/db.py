@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from libs import sql_counting
+from libs import metrics, sql_counting, tracing
 from libs.health_watch import HealthProbe
 from libs.settings import Settings
 
@@ -88,6 +88,10 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
             "connect_timeout": settings.db_connect_timeout_s,
         },
     )
+    if metrics.enabled():  # pool gauges, statement latency
+        metrics.instrument_engine(engine, application_name)
+    if tracing.enabled():  # a span per statement
+        tracing.instrument_engine(engine)
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
     return engine

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from libs import migrations
+from libs import metrics, migrations
 from libs.data_lock import DataDirInUse, DataDirLock
 from libs.embedded import EmbeddedPostgres, EmbeddedRedis, ensure_database
 from libs.settings import Settings, to_libpq_url
@@ -182,6 +182,7 @@ def _banner(settings: Settings, env: dict[str, str], took_s: float) -> str:
         f"  catalog gRPC   localhost:{settings.catalog_port}\n"
         f"  learning gRPC  localhost:{settings.learning_port}\n"
         f"  notifier       http://localhost:{settings.notifier_health_port}/health\n"
+        f"  metrics        {_metrics_urls(settings)}\n"
         f"  mails          {_mail_destination(env)}\n"
         f"  database       {to_libpq_url(env['DATABASE_URL'])}\n"
         "Press Ctrl-C to stop.\n"
@@ -189,6 +190,19 @@ def _banner(settings: Settings, env: dict[str, str], took_s: float) -> str:
 
 
 Children = list[tuple[str, subprocess.Popen[bytes]]]
+
+
+def _metrics_urls(settings: Settings) -> str:
+    """Where each process serves /metrics (README "Observing it")."""
+    if not settings.metrics_enabled:
+        return "off (METRICS_ENABLED=false)"
+    gateway = settings.metrics_port or settings.gateway_metrics_port or settings.gateway_port
+    urls = [f"gateway   http://localhost:{gateway}/metrics"]
+    for service in ("identity", "catalog", "learning"):
+        port = metrics.port_for(settings, service)
+        urls.append(f"{service:<9} http://localhost:{port}/metrics")
+    urls.append(f"notifier  http://localhost:{settings.notifier_health_port}/metrics")
+    return "\n                 ".join(urls)
 
 
 def _mail_destination(env: dict[str, str]) -> str:

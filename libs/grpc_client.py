@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from libs import call_context, sql_counting
+from libs import call_context, metrics, sql_counting, tracing
 
 # gRPC's default 4 MiB receive limit is below what the contract's representations reach: a
 # course embeds every lesson (content up to 100,000 characters, 400 kB as UTF-8), so eleven
@@ -118,6 +118,10 @@ def open_channel(
     """A channel to `target`: any gRPC target URI, e.g. `host:port`, `dns:///catalog:50052`,
     `ipv4:127.0.0.1:50052,127.0.0.1:50062`; balanced and retried as `service_config` says."""
     interceptors: list[grpc.aio.ClientInterceptor] = [ForwardCallContext(default_timeout_s)]
+    if metrics.enabled():  # outermost: one observation per call, retries included
+        interceptors.insert(0, metrics.ClientMetricsInterceptor(target))
+    if tracing.enabled():  # a client span per call, its traceparent in the metadata
+        interceptors[0:0] = tracing.client_interceptors()
     if count_sql_statements:  # bench diagnostics (SQL_STATEMENT_COUNTING)
         interceptors.append(sql_counting.DownstreamCountingInterceptor())
     return grpc.aio.insecure_channel(

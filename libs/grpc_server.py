@@ -21,7 +21,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from libs import call_context, grpc_client, grpc_malformed, health_watch, outages, sql_counting
+from libs import (
+    call_context,
+    grpc_client,
+    grpc_malformed,
+    health_watch,
+    metrics,
+    outages,
+    sql_counting,
+    tracing,
+)
 from libs.errors import DomainError, Unauthenticated, Unavailable
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
@@ -211,6 +220,10 @@ class GrpcServer:
         self._interceptors: list[grpc.aio.ServerInterceptor] = [
             CallContextInterceptor(definition, verifier)
         ]
+        if metrics.enabled():  # RPC counts and latency (libs/metrics.py)
+            self._interceptors.insert(0, metrics.ServerMetricsInterceptor())
+        if tracing.enabled():  # outermost but counting: the access log line is in the span
+            self._interceptors.insert(0, tracing.server_interceptor())
         if count_sql_statements:  # bench diagnostics (SQL_STATEMENT_COUNTING); outermost
             self._interceptors.insert(
                 0, sql_counting.StatementCountingInterceptor(definition.full_name)

@@ -21,6 +21,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
 
 from libs import call_context
+from libs.trace_ids import add_trace_ids
 
 REDACTED = "[redacted]"
 # Keys whose values are secrets wherever they appear (compared lower-cased, "-" as "_").
@@ -156,6 +157,7 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

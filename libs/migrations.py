@@ -76,6 +76,16 @@ def create_outbox_table(schema: str) -> None:
     )
 
 
+def add_outbox_traceparent(schema: str) -> None:
+    """Inside a migration: the outbox's `traceparent` column (libs/tracing.py), nullable, so rows
+    written before it, or with tracing off, have none."""
+    op.add_column("outbox", sa.Column("traceparent", sa.String(55)), schema=schema)
+
+
+def drop_outbox_traceparent(schema: str) -> None:
+    op.drop_column("outbox", "traceparent", schema=schema)
+
+
 def run_env(schema: str, metadata: MetaData) -> None:
     """Online migrations for one schema (we never generate offline SQL scripts)."""
     url = context.config.get_main_option("sqlalchemy.url")

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs import tracing
 from libs.db import clock_now, row_columns
 
 TABLE = "outbox"
@@ -42,6 +43,8 @@ class OutboxRow:
     stream: str
     event_type: str
     payload: bytes
+    # The W3C trace context the relay continues (libs/tracing.py); None with tracing off.
+    traceparent: str | None = None
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -61,6 +64,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text),
+        sa.Column("traceparent", sa.String(55)),
     )
     # The relay only ever looks for unpublished rows; keep that lookup tiny.
     sa.Index(UNPUBLISHED_INDEX, table.c.id, postgresql_where=table.c.published_at.is_(None))
@@ -87,9 +91,11 @@ class Outbox:
         the NOTIFY rides in RETURNING (identical notifications of a transaction are folded)."""
         if not events:
             return
+        # The trace of the request that made the events travels with them (None: no tracing).
+        traceparent = tracing.current_traceparent() if tracing.enabled() else None
         statement = (
             sa.insert(self.table)
-            .values([dataclasses.asdict(event) for event in events])
+            .values([{**dataclasses.asdict(event), "traceparent": traceparent} for event in events])
             .returning(sa.func.pg_notify(self.channel, ""))
         )
         await session.execute(statement)

@@ -21,12 +21,13 @@ import asyncio
 import contextlib
 
 import psycopg
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from libs import streams
+from libs import metrics, streams, tracing
 from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
@@ -40,9 +41,12 @@ log = get_logger("outbox")
 MAX_BACKOFF_S = 5.0
 
 
-def stream_entry(row: OutboxRow) -> dict[FieldT, EncodableT]:
-    """The entry libs/streams.py defines, for one outbox row."""
-    return streams.encode_entry(row.payload, str(row.event_id), row.event_type)
+def stream_entry(row: OutboxRow, traceparent: str | None = None) -> dict[FieldT, EncodableT]:
+    """The entry libs/streams.py defines, for one outbox row (`traceparent`: the publish span's,
+    else the row's own)."""
+    return streams.encode_entry(
+        row.payload, str(row.event_id), row.event_type, traceparent or row.traceparent
+    )
 
 
 class OutboxRelay:
@@ -94,6 +98,7 @@ class OutboxRelay:
                 # Redis or PostgreSQL down, or anything unforeseen: the relay must outlive it.
                 except Exception as error:
                     failures += 1
+                    metrics.OUTBOX_PUBLISH_FAILURES.labels(self._outbox.schema).inc()
                     delay = self._backoff(failures)
                     log.warning(
                         "outbox publish failed",
@@ -121,12 +126,16 @@ class OutboxRelay:
             published: list[int] = []
             for row in rows:
                 try:
-                    await self._redis.xadd(
-                        row.stream,
-                        stream_entry(row),
-                        maxlen=self._maxlen,
-                        approximate=True,
-                    )
+                    # A producer span in the trace of the request that wrote the row.
+                    with tracing.hop_span(
+                        f"{row.stream} publish", SpanKind.PRODUCER, row.traceparent
+                    ) as traceparent:
+                        await self._redis.xadd(
+                            row.stream,
+                            stream_entry(row, traceparent),
+                            maxlen=self._maxlen,
+                            approximate=True,
+                        )
                 except (RedisError, OSError) as error:
                     failure = error
                     await self._outbox.record_failure(session, row.id, repr(error))
@@ -138,6 +147,7 @@ class OutboxRelay:
         if failure is not None:
             raise failure
         if published:
+            metrics.OUTBOX_PUBLISHED.labels(self._outbox.schema).inc(len(published))
             log.info("outbox published", schema=self._outbox.schema, count=len(published))
         return len(published)
 

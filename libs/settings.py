@@ -123,6 +123,26 @@ class Settings(BaseSettings):
     password_reset_mails_per_hour: int = 3
     # Links in mails point here (the reset page reads `?code=`).
     public_base_url: str = "http://localhost:8000"
+    # Metrics (libs/metrics.py, README "Observing it"). METRICS_PORT, when set, is where the
+    # process reading it serves /metrics (one port per pod); otherwise each gRPC service has its
+    # own default and the gateway serves /metrics on its REST port unless GATEWAY_METRICS_PORT is
+    # set. The notifier serves /metrics on its health port. METRICS_ENABLED=false: no metrics at
+    # all (the bench's "metrics off").
+    metrics_enabled: bool = True
+    metrics_port: int | None = None
+    identity_metrics_port: int = 9101
+    catalog_metrics_port: int = 9102
+    learning_metrics_port: int = 9103
+    gateway_metrics_port: int | None = None
+    # How often the outbox backlog (count, oldest age) is sampled for its gauges.
+    metrics_sample_interval_s: float = 5.0
+    # Traces (libs/tracing.py): exported over OTLP when the standard OTEL_EXPORTER_OTLP_ENDPOINT is
+    # set; TRACING_ENABLED=true makes spans without exporting them (log trace ids, the bench).
+    otel_exporter_otlp_endpoint: str | None = None
+    tracing_enabled: bool = False
+    # Notifier degraded health: SMTP failing for this long, or a dead letter within the interval.
+    notifier_degraded_smtp_s: float = 60.0
+    notifier_degraded_interval_s: float = 600.0
 
     @field_validator("database_url")
     @classmethod

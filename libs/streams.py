@@ -31,6 +31,8 @@ NOTIFIER_GROUP = "notifier"
 FIELD_EVENT = "event"
 FIELD_EVENT_ID = "event_id"
 FIELD_TYPE = "type"
+# W3C trace context of the publish (libs/tracing.py); absent when tracing is off.
+FIELD_TRACEPARENT = "traceparent"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,21 @@ class StreamEntry:
     event: bytes | None
     event_id: str | None
     type: str | None
+    traceparent: str | None = None
 
 
-def encode_entry(event: bytes, event_id: str, event_type: str) -> dict[FieldT, EncodableT]:
+def encode_entry(
+    event: bytes, event_id: str, event_type: str, traceparent: str | None = None
+) -> dict[FieldT, EncodableT]:
     """The fields XADD writes for one event."""
-    return {FIELD_EVENT: event, FIELD_EVENT_ID: event_id, FIELD_TYPE: event_type}
+    fields: dict[FieldT, EncodableT] = {
+        FIELD_EVENT: event,
+        FIELD_EVENT_ID: event_id,
+        FIELD_TYPE: event_type,
+    }
+    if traceparent:
+        fields[FIELD_TRACEPARENT] = traceparent
+    return fields
 
 
 def decode_entry(fields: Mapping[bytes, bytes]) -> StreamEntry:
@@ -56,5 +68,8 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> StreamEntry:
         return raw.decode("utf-8", errors="replace") if raw is not None else None
 
     return StreamEntry(
-        event=fields.get(FIELD_EVENT.encode()), event_id=text(FIELD_EVENT_ID), type=text(FIELD_TYPE)
+        event=fields.get(FIELD_EVENT.encode()),
+        event_id=text(FIELD_EVENT_ID),
+        type=text(FIELD_TYPE),
+        traceparent=text(FIELD_TRACEPARENT),
     )

@@ -36,6 +36,9 @@ _OWN_PREFIXES = (
     "LEARNING_",
     "OUTBOX_",
     "LOG_",
+    "METRICS_",
+    "PROMETHEUS_",
+    "OTEL_",
 )
 
 
@@ -173,7 +176,9 @@ def grpc_service(
 ) -> PlatformProcess:
     """`python -m services.<name>` on `port` (default: a free one)."""
     port = port or free_port()
-    env = process_env(settings, **{f"{name}_port": port, **values})
+    # Its /metrics on a free port too: replicas on one machine would clash on the default.
+    metrics_port = {f"{name}_metrics_port": free_port()}
+    env = process_env(settings, **{f"{name}_port": port, **metrics_port, **values})
     return PlatformProcess(
         name=f"{name}@{port}",
         module=f"services.{name}",

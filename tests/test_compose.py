@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from libs.settings import Settings
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,8 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 # variant suffix (-alpine, -slim-bookworm) and an optional v prefix (mailpit).
 EXACT_TAG = re.compile(r":v?\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?$")
 BUILT_HERE = "courseplatform:dev"
+# The optional `observability` profile (README "Observing it").
+OBSERVABILITY = ("prometheus", "grafana", "jaeger")
 
 
 def images() -> dict[str, str]:
@@ -46,7 +50,36 @@ def test_only_the_gateway_is_published_beyond_loopback() -> None:
         if spec.get("ports")
     }
     assert published.pop("gateway") == ["8000:8000"]
-    assert set(published) == {"mailpit", "identity", "catalog", "learning", "notifier"}
+    assert set(published) == {
+        "mailpit",
+        "identity",
+        "catalog",
+        "learning",
+        "notifier",
+        *OBSERVABILITY,
+    }
     for name, ports in published.items():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), f"{name}: {port}"
+
+
+def test_the_observability_profile_is_provisioned_from_deploy() -> None:
+    services = COMPOSE["services"]
+    for name in OBSERVABILITY:
+        assert services[name]["profiles"] == ["observability"], name
+    mounts = [m.split(":")[0] for n in OBSERVABILITY for m in services[n].get("volumes", [])]
+    for mount in mounts:
+        assert (ROOT / mount).exists(), mount
+    scraped = yaml.safe_load((ROOT / "deploy/observability/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scraped["scrape_configs"]}
+    # Every platform process is scraped, each on the port it serves /metrics on.
+    assert set(jobs) == {
+        f"courseplatform-{n}" for n in ("gateway", "identity", "catalog", "learning", "notifier")
+    }
+    targets = {name: job["static_configs"][0]["targets"] for name, job in jobs.items()}
+    defaults = Settings()
+    for name in ("identity", "catalog", "learning"):
+        port = getattr(defaults, f"{name}_metrics_port")
+        assert targets[f"courseplatform-{name}"] == [f"{name}:{port}"]
+    assert targets["courseplatform-gateway"] == [f"gateway:{defaults.gateway_port}"]
+    assert targets["courseplatform-notifier"] == [f"notifier:{defaults.notifier_health_port}"]

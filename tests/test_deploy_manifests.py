@@ -33,7 +33,12 @@ OVERLAYS = ("dev", "production", "production-external-db")
 PRODUCTION = ("production", "production-external-db")
 KUBERNETES_VERSION = "1.32"
 # Custom resources rendered but not schema-validated, and why (see the module docstring).
-UNVALIDATED_CRDS = {("postgresql.cnpg.io/v1", "Cluster")}
+UNVALIDATED_CRDS = {
+    ("postgresql.cnpg.io/v1", "Cluster"),
+    # Prometheus operator objects: their content is checked by tests/test_observability_rules.py.
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 APPS = ("identity", "catalog", "learning", "notifier", "gateway")
 GRPC_PORT_SETTING = {
@@ -176,7 +181,9 @@ def test_every_object_validates_against_the_pinned_kubernetes_schemas(overlay: s
             continue
         # Raises on a schema violation; SchemaNotFoundError for any kind we did not expect.
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    assert skipped == (["Cluster"] if overlay == "production" else [])
+    monitoring = ["PodMonitor", "PodMonitor", "PrometheusRule"] if overlay != "dev" else []
+    cluster = ["Cluster"] if overlay == "production" else []
+    assert sorted(skipped) == sorted(cluster + monitoring)
 
 
 def test_the_validator_really_rejects_a_misspelt_field() -> None:
@@ -269,7 +276,11 @@ def test_ports_and_probes_agree_with_the_settings(overlay: str) -> None:
             assert container["readinessProbe"]["httpGet"] == {"path": ready_path, "port": port}
             assert container["livenessProbe"]["httpGet"] == {"path": live_path, "port": port}
             assert container["startupProbe"]["httpGet"] == {"path": live_path, "port": port}
-        assert [p["containerPort"] for p in container["ports"]] == [port], app
+        # The metrics port (METRICS_PORT) next to the serving port; the notifier serves
+        # /metrics on its health port.
+        metrics_port = setting(env, "metrics_port")
+        extra = [metrics_port] if app != "notifier" else []
+        assert [p["containerPort"] for p in container["ports"]] == [port, *extra], app
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -522,6 +533,10 @@ def test_network_policies_deny_by_default_and_admit_only_the_callers(overlay: st
     }
     if overlay == "dev":
         expected |= {"postgres": set(MIGRATED), "mailpit": {"notifier"}}
+    else:  # Prometheus scrapes the platform's pods (components/production/monitoring.yaml)
+        monitoring = 'namespace:{"kubernetes.io/metadata.name": "monitoring"}'
+        for app in APPS:
+            expected[app] = (expected[app] or set()) | {monitoring}
     assert set(pods) == set(expected)
     for name, sources in expected.items():
         assert allowed_sources(overlay, pods[name]) == sources, name

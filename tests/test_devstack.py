@@ -51,6 +51,9 @@ def stack_env() -> dict[str, str]:
             "LEARNING_PORT",
             "NOTIFIER_HEALTH_PORT",
             "EMBEDDED_REDIS_PORT",
+            "IDENTITY_METRICS_PORT",
+            "CATALOG_METRICS_PORT",
+            "LEARNING_METRICS_PORT",
         )
     }
     env.update({name: str(port) for name, port in ports.items()})

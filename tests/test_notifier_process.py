@@ -54,6 +54,7 @@ async def test_health_is_ok_when_redis_postgres_and_subscribers_are(settings: Se
             "status": "ok",
             "consumer": notifier.consumer,
             "checks": {"redis": True, "postgres": True, "subscribers": True},
+            "degraded": [],
         }
         assert (await http.get("/livez")).status_code == 204
         spec = await http.get("/docs/asyncapi.json")

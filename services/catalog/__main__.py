@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import sys
 
-from libs import outbox_republish
+from libs import metrics, outbox_republish, tracing
 from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
@@ -31,6 +31,11 @@ def main() -> None:
     if args.command == "republish":
         outbox_republish.run_command(settings, store.outbox, "catalog-republish", args)
         return
+    try:
+        metrics.start(settings, "catalog", settings.grpc_bind_host)
+        tracing.configure(settings, "catalog")
+    except OSError as error:
+        sys.exit(f"catalog: metrics port: {error}")
     try:
         asyncio.run(build_server(settings).serve_until_signalled())
     except PortInUse as error:

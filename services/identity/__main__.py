@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from libs import metrics, tracing
 from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
@@ -23,6 +24,11 @@ def main() -> None:
         # New tokens are signed with the new key; tokens signed by older keys keep verifying.
         print(generate_signing_key(settings.jwt_keys_dir))
         return
+    try:
+        metrics.start(settings, "identity", settings.grpc_bind_host)
+        tracing.configure(settings, "identity")
+    except OSError as error:
+        sys.exit(f"identity: metrics port: {error}")
     try:
         asyncio.run(build_server(settings).serve_until_signalled())
     except PortInUse as error:

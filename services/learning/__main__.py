@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import sys
 
-from libs import outbox_republish
+from libs import metrics, outbox_republish, tracing
 from libs.grpc_server import PortInUse
 from libs.logging import configure_logging
 from libs.settings import Settings
@@ -36,6 +36,11 @@ def main() -> None:
     if args.command == "republish":
         outbox_republish.run_command(settings, store.outbox, "learning-republish", args)
         return
+    try:
+        metrics.start(settings, "learning", settings.grpc_bind_host)
+        tracing.configure(settings, "learning")
+    except OSError as error:
+        sys.exit(f"learning: metrics port: {error}")
     try:
         asyncio.run(serve(settings))
     except PortInUse as error:

@@ -7,6 +7,7 @@ from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
 from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.outbox_metrics import backlog_sampler
 from libs.outbox_relay import OutboxRelay
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
@@ -44,7 +45,7 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     definition = ServiceDefinition(
         full_name=SERVICE_NAME,
         register=register,
-        background_tasks=[relay.run],
+        background_tasks=[relay.run, backlog_sampler(settings, store.outbox, sessions)],
         on_stop=on_stop,
         health_probe=database_probe(engine, settings),
     )

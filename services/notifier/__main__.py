@@ -13,6 +13,7 @@ import asyncio
 
 import uvicorn
 
+from libs import tracing
 from libs.logging import configure_logging
 from libs.redis_client import redis_client
 from libs.settings import Settings
@@ -24,6 +25,7 @@ from services.notifier.deadletter import replay
 def serve(settings: Settings) -> None:
     # uvicorn runs the ASGI app (health, AsyncAPI) and its lifespan starts and stops the broker;
     # on SIGTERM/SIGINT it drains HTTP, then FastStream lets the handler in flight finish.
+    tracing.configure(settings, "notifier")
     uvicorn.run(
         NotifierApp(settings).app,
         host=settings.notifier_health_host,

@@ -25,12 +25,14 @@ from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from faststream.redis.message import DefaultStreamMessage
 from faststream.specification import AsyncAPI
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs import metrics, tracing
 from libs.db import create_engine, session_factory
 from libs.logging import get_logger
 from libs.redis_client import redis_client, redis_timeouts
@@ -52,6 +54,7 @@ from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
 from services.notifier.kinds import COURSE_COMPLETED, MailKind
 from services.notifier.mailer import mailer_from_settings
+from services.notifier.observability import Observer, SmtpHealth
 from services.notifier.password_reset import password_reset_kind
 from services.notifier.usecases import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
 
@@ -158,6 +161,9 @@ class NotifierApp:
         password_reset_dead_letter_stream: str = PASSWORD_RESET_DLQ,
     ) -> None:
         self.settings = settings
+        metrics.configure(settings)
+        self.smtp_health = SmtpHealth()
+        self.observer: Observer | None = None
         self.supervise_interval_s = supervise_interval_s
         self._supervisor: asyncio.Task[None] | None = None
         self.consumer = consumer or settings.notifier_consumer or default_consumer_name()
@@ -241,7 +247,11 @@ class NotifierApp:
         )
         self.app = AsgiFastStream(
             self.broker,
-            asgi_routes=[("/health", self._health_route()), ("/livez", _alive)],
+            asgi_routes=[
+                ("/health", self._health_route()),
+                ("/livez", _alive),
+                ("/metrics", self._metrics_route()),
+            ],
             asyncapi_path=AsyncAPIRoute("/docs/asyncapi", try_it_out_path=None),
             specification=self.specification,
             logger=faststream_logger,
@@ -297,7 +307,10 @@ class NotifierApp:
             handler = notifier()
             assert handler is not None, "subscribers start after _open"
             delivery = Delivery(entry_id=message.message_id, fields=message.raw_message["data"])
-            outcome = await handler.handle(delivery)
+            # A consumer span, child of the relay's publish: the mail joins the request's trace.
+            traceparent = decode_entry(delivery.fields).traceparent
+            with tracing.hop_span(f"{binding.stream} process", SpanKind.CONSUMER, traceparent):
+                outcome = await handler.handle(delivery)
             if outcome in (Outcome.SENT, Outcome.DUPLICATE, Outcome.SKIPPED):
                 await message.ack()
             elif outcome is Outcome.RETRY_LATER:
@@ -359,6 +372,16 @@ class NotifierApp:
                 self.reset_binding, password_reset_kind(settings.public_base_url)
             )
         binding = self.binding
+        # Degraded health watches the completion stream (the mail students wait for) and SMTP.
+        self.observer = Observer(
+            redis=self._redis,
+            stream=binding.stream,
+            dead_letter_stream=binding.dead_letter_stream,
+            group=binding.group,
+            smtp=self.smtp_health,
+            smtp_threshold_s=settings.notifier_degraded_smtp_s,
+            dead_letter_interval_s=settings.notifier_degraded_interval_s,
+        )
         if settings.notifier_lease_s * 1000 > settings.notifier_reclaim_idle_ms:
             log.warning(
                 "NOTIFIER_LEASE_S exceeds NOTIFIER_RECLAIM_IDLE_MS: a dead consumer's mail "
@@ -397,6 +420,7 @@ class NotifierApp:
             lease_s=settings.notifier_lease_s,
             record_sent_budget_s=settings.notifier_record_sent_retry_s,
             kind=kind,
+            smtp_health=self.smtp_health,
         )
 
     async def _start_supervisor(self) -> None:
@@ -462,10 +486,24 @@ class NotifierApp:
                 "subscribers": self.subscribers_running,
             }
             healthy = all(checks.values())
-            body = {"status": "ok" if healthy else "unavailable", "consumer": self.consumer}
-            return JSONResponse({**body, "checks": checks}, 200 if healthy else 503)
+            # Degraded (mail not getting out) is shown, but does not make the notifier unready.
+            degraded = await self.observer.degraded() if self.observer is not None else []
+            status = ("degraded" if degraded else "ok") if healthy else "unavailable"
+            body = {"status": status, "consumer": self.consumer, "checks": checks}
+            return JSONResponse({**body, "degraded": degraded}, 200 if healthy else 503)
 
         return health
+
+    def _metrics_route(self) -> Any:
+        @get(include_in_schema=False)
+        async def metrics_route(scope: Scope) -> AsgiResponse:
+            if self.observer is None:
+                body, content_type = metrics.exposition()
+            else:
+                body, content_type = await self.observer.scrape()
+            return AsgiResponse(body, 200, headers={"content-type": content_type})
+
+        return metrics_route
 
 
 @get(include_in_schema=False)

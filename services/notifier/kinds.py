@@ -25,6 +25,8 @@ class ComposedMail:
     mail: OutgoingMail
     event_id: str
     log_fields: dict[str, object] = field(default_factory=dict)
+    # When what the mail announces happened (completed_at): the end-to-end latency metric.
+    occurred_at: datetime | None = None
 
 
 # (entry fields, sender address, now) -> the mail.
@@ -50,6 +52,7 @@ def _course_completed(fields: Mapping[bytes, bytes], sender: str, now: datetime)
         mail=mail,
         event_id=completion.event_id,
         log_fields={"recipient": completion.student_email, "course_id": completion.course_id},
+        occurred_at=completion.completed_at,
     )
 
 

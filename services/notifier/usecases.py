@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from libs import metrics
 from libs.backoff import backoff_delay
 from libs.db import transaction
 from libs.logging import get_logger
@@ -32,6 +33,7 @@ from services.notifier.events import MalformedEvent
 from services.notifier.kinds import COURSE_COMPLETED, MailKind, StaleEvent
 from services.notifier.lease import Heartbeat
 from services.notifier.mailer import Mailer, OutgoingMail, PermanentMailError, TransientMailError
+from services.notifier.observability import SmtpHealth
 
 log = get_logger("notifier")
 T = TypeVar("T")
@@ -87,6 +89,7 @@ class Notifier:
         lease_s: float,
         record_sent_budget_s: float,
         kind: MailKind = COURSE_COMPLETED,
+        smtp_health: SmtpHealth | None = None,
     ) -> None:
         self._kind = kind
         self._sessions = sessions
@@ -110,6 +113,9 @@ class Notifier:
         # what can be claimed while the database fails (a claim needs it too).
         self._accepted_unrecorded: set[str] = set()
         self._stopping = asyncio.Event()
+        self.smtp_health = smtp_health or SmtpHealth()
+        # Metric label: the stream's event name (course_completed), one per stream.
+        self._metric_kind = metrics.stream_kind(binding.stream)
 
     @property
     def kind(self) -> MailKind:
@@ -187,6 +193,10 @@ class Notifier:
             )
             return Outcome.RETRY_LATER
 
+        metrics.MAILS_SENT.labels(self._metric_kind).inc()
+        if composed.occurred_at is not None:
+            latency = (datetime.now(UTC) - composed.occurred_at).total_seconds()
+            metrics.MAIL_COMPLETION_TO_ACCEPTED.labels(self._metric_kind).observe(max(0.0, latency))
         logger.info(
             f"{self._kind.name} mail sent",
             **composed.log_fields,
@@ -204,12 +214,21 @@ class Notifier:
         for retry in range(self._policy.retries_per_delivery + 1):
             try:
                 await self._mailer.send(mail, accepted)
+                self.smtp_health.accepted()
                 return
+            except PermanentMailError:
+                # The server answered: SMTP works, it refuses this mail.
+                self.smtp_health.accepted()
+                metrics.MAIL_FAILURES.labels(self._metric_kind, "permanent").inc()
+                raise
             except TransientMailError as exc:
+                self.smtp_health.failed()
+                metrics.MAIL_FAILURES.labels(self._metric_kind, "transient").inc()
                 last_try = retry == self._policy.retries_per_delivery
                 if last_try or self._stopping.is_set():
                     raise
                 delay = self._policy.delay(retry)
+                metrics.MAIL_RETRIES.labels(self._metric_kind).inc()
                 log.info(
                     "mail not accepted; retrying",
                     event_id=mail.key,
@@ -277,6 +296,9 @@ class Notifier:
             consumer=binding.consumer,
             maxlen=binding.dead_letter_maxlen,
         )
+        metrics.MAILS_DEAD_LETTERED.labels(
+            self._metric_kind, metrics.dead_letter_reason(reason)
+        ).inc()
         log.error(
             "entry moved to the dead-letter stream",
             entry_id=delivery.entry_id,

@@ -9,6 +9,7 @@ Every port is a free one, so a `make run` already up on the default ports is lef
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -41,6 +42,24 @@ BENCH_ENV = {
 }
 
 
+def observability_env() -> dict[str, str]:
+    """The metrics and tracing modes under test (docs/benchmarks.md "Cost of observability"):
+    BENCH_METRICS=off turns metrics off (on by default, as deployed); BENCH_TRACING=noop makes
+    every span and exports it to a no-op exporter (off by default, as deployed without a
+    collector). Nothing is ever exported from a bench run."""
+    metrics_on = os.environ.get("BENCH_METRICS", "on").strip().lower() not in ("off", "false", "0")
+    tracing_on = os.environ.get("BENCH_TRACING", "off").strip().lower() in ("noop", "on", "true")
+    log(
+        f"bench observability: metrics {'on' if metrics_on else 'off'}, "
+        f"tracing {'on (no-op exporter)' if tracing_on else 'off'}"
+    )
+    return {
+        "METRICS_ENABLED": "true" if metrics_on else "false",
+        "TRACING_ENABLED": "true" if tracing_on else "false",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "",
+    }
+
+
 @dataclass(frozen=True)
 class Platform:
     base_url: str
@@ -69,7 +88,8 @@ def _port_env() -> dict[str, str]:
     the matching `<x>_target` for clients."""
     env: dict[str, str] = {}
     for name in Settings.model_fields:
-        if not name.endswith("_port") or name.startswith("smtp"):
+        # METRICS_PORT overrides every process's own metrics port: never set here.
+        if not name.endswith("_port") or name.startswith("smtp") or name == "metrics_port":
             continue
         port = free_port()
         env[name.upper()] = str(port)
@@ -121,6 +141,7 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
         ports = _port_env()
         stack.env.update(ports)
         stack.env.update(BENCH_ENV)
+        stack.env.update(observability_env())
         stack.env["SQL_STATEMENT_COUNTING"] = "true" if count_sql else "false"
         stack.env["MAIL_DIR"] = str(scratch / "mail")
         children = devstack.start_processes(stack.env)
