@@ -28,7 +28,7 @@ from libs.settings import Settings, to_sqlalchemy_url
 from services.catalog.server import build_server as build_catalog
 from services.learning.server import build_server as build_learning
 from tests.conftest import User
-from tests.learning_support import eventually, query
+from tests.learning_support import eventually, learning_caught_up, query
 
 CATALOG = "/courseplatform.catalog.v1.CatalogService/"
 
@@ -168,18 +168,7 @@ class Stack:
         await eventually(no_call, "reads answered from the copy")
 
     async def learning_saw(self, course_id: int) -> None:
-        """Wait until learning has recorded the event of the course's latest catalog version."""
-
-        async def seen() -> bool:
-            rows = await query(
-                self.database_url,
-                "SELECT c.version AS catalog, l.latest_version AS seen FROM catalog.courses c"
-                " LEFT JOIN learning.course_lessons l ON l.course_id = c.id WHERE c.id = %s",
-                course_id,
-            )
-            return bool(rows) and (rows[0]["seen"] or 0) >= rows[0]["catalog"]
-
-        await eventually(seen, "learning to read the course's change event")
+        await learning_caught_up(self.database_url, course_id)
 
 
 @pytest.fixture
