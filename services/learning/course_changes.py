@@ -44,9 +44,11 @@ from services.learning import store
 log = get_logger("learning.course_changes")
 
 # XREAD blocks this long when nothing is new, so a healthy reader completes a read at least this
-# often; trust ends when none has completed for BLOCK_S + STALL_S.
+# often; trust ends when none has completed for BLOCK_S + STALL_S (a Redis that hangs without
+# closing the connection: the socket timeout alone would take 6 s). STALL_S leaves room for a
+# busy event loop.
 BLOCK_S = 1.0
-STALL_S = 1.0
+STALL_S = 2.0
 BATCH = 500
 MAX_BACKOFF_S = 5.0
 

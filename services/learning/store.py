@@ -453,8 +453,9 @@ async def announce_versions(session: AsyncSession, versions: Mapping[int, int]) 
     highest: one statement, idempotent, so a redelivered or reordered event changes nothing."""
     if not versions:
         return
+    # Rows in course id order, as in store_copies: two upserts never wait for each other in turn.
     upsert = insert(course_lessons).values(
-        [{"course_id": course_id, "latest_version": v} for course_id, v in versions.items()]
+        [{"course_id": key, "latest_version": versions[key]} for key in sorted(versions)]
     )
     c = course_lessons.c
     await session.execute(
@@ -476,8 +477,8 @@ async def store_copies(
     and `gone` for those it no longer knows. One statement; a copy is never replaced by an older
     version (two replicas refreshing at once), and a gone course is copied at the latest
     version announced (deletion is final)."""
-    rows = [
-        {
+    by_id: dict[int, dict[str, object]] = {
+        course.id: {
             "course_id": course.id,
             "version": course.version,
             "course_title": course.title,
@@ -486,8 +487,9 @@ async def store_copies(
             "checked_at": checked_at,
         }
         for course in courses
-    ] + [
-        {
+    }
+    for course_id in gone:
+        by_id[course_id] = {
             "course_id": course_id,
             "version": 0,
             "course_title": None,
@@ -495,10 +497,10 @@ async def store_copies(
             "gone": True,
             "checked_at": checked_at,
         }
-        for course_id in gone
-    ]
-    if not rows:
+    if not by_id:
         return
+    # One lock order (course id) for every upsert of the table, so two never deadlock.
+    rows = [by_id[course_id] for course_id in sorted(by_id)]
     upsert = insert(course_lessons).values(rows)
     c, new = course_lessons.c, upsert.excluded
     await session.execute(
