@@ -114,6 +114,11 @@ class CourseChangeReader:
                     await self._follow(redis)
                 except Exception as error:  # Redis or PostgreSQL down: retry, trust nothing
                     self._since = None
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # A driver turned our cancellation into its own error: stop anyway, or
+                        # the server's stop would wait for this task forever.
+                        raise asyncio.CancelledError from error
                     failures += 1
                     delay = backoff_delay(failures, base_s=0.1, max_s=MAX_BACKOFF_S)
                     log.warning(
