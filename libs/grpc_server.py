@@ -231,6 +231,10 @@ class GrpcServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
 
+    def add_interceptor(self, interceptor: grpc.aio.ServerInterceptor) -> None:
+        """Wrap every call in `interceptor` too, outermost (before start(); tests count with it)."""
+        self._interceptors.insert(0, interceptor)
+
     async def start(self) -> int:
         # grpc.aio objects bind to the running loop, so they are made here, not in __init__.
         self._server = grpc.aio.server(interceptors=self._interceptors, options=server_options())

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     outbox_batch_size: int = 100
     stream_maxlen: int = 100_000
 
+    # Learning's copy of each course's lessons: even a fresh-looking copy is confirmed with the
+    # catalog once it is this old (bounds a lost last CourseChanged event; docs/learning.md).
+    lesson_copy_max_age_s: float = 300.0
+
     # `make run` (libs/devstack.py): the port of the embedded Redis it starts when REDIS_URL is
     # unset, and how long it waits for the gateway's /readyz/ before saying what it still lacks.
     embedded_redis_port: int = 6380

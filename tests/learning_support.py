@@ -133,6 +133,23 @@ async def published_events(
     return found
 
 
+async def learning_caught_up(database_url: str, course_id: int) -> None:
+    """Wait until learning has read the CourseChanged event of the course's current catalog
+    version: from then on every read and completion reflects the change (docs/learning.md
+    "The copy of each course's lessons"). Until then a read may answer from the copy as it was."""
+
+    async def seen() -> bool:
+        rows = await query(
+            database_url,
+            "SELECT c.version AS catalog, l.latest_version AS seen FROM catalog.courses c"
+            " LEFT JOIN learning.course_lessons l ON l.course_id = c.id WHERE c.id = %s",
+            course_id,
+        )
+        return bool(rows) and (rows[0]["seen"] or 0) >= rows[0]["catalog"]
+
+    await eventually(seen, f"learning to read course {course_id}'s change event")
+
+
 async def eventually(check: Callable[[], Awaitable[T | None]], what: str) -> T:
     """Poll `check` until it returns something truthy (bounded; a wait, not a timing assertion)."""
     deadline = time.monotonic() + WAIT_S

@@ -9,6 +9,7 @@ from tests.conftest import User, assert_error_body, register_and_login
 from tests.learning_support import (
     enroll,
     enrollment_detail,
+    learning_caught_up,
     progress_rows,
     published_course,
     query,
@@ -226,7 +227,7 @@ async def test_no_token_is_401(client: httpx.AsyncClient) -> None:
 
 
 async def test_course_title_follows_a_rename(
-    client: httpx.AsyncClient, student: User, instructor: User
+    client: httpx.AsyncClient, student: User, instructor: User, database_url: str
 ) -> None:
     course = await published_course(client, instructor, lessons=1)
     enrollment = await enroll(client, student, course.id)
@@ -234,6 +235,8 @@ async def test_course_title_follows_a_rename(
         f"/api/courses/{course.id}/", json={"title": "Renamed course"}, headers=instructor.headers
     )
     assert renamed.status_code == 200, renamed.text
+    # Learning's copy of the course is stale once it read the rename's event.
+    await learning_caught_up(database_url, course.id)
     listed = (await client.get("/api/enrollments/", headers=student.headers)).json()["results"]
     assert [item["course_title"] for item in listed] == ["Renamed course"]
     detail = await enrollment_detail(client, student, enrollment["id"])

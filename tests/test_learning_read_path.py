@@ -1,9 +1,12 @@
 """Reads of enrollments and progress against real PostgreSQL and the real catalog server: when the
 stored rows are reconciled with the catalog they cost a few plain SELECTs, whatever the number of
-lessons; only a catalog change makes a read run the locked reconciliation, once."""
+lessons; only a catalog change makes a read run the locked reconciliation, once. With learning's
+copy of the lessons fresh, the same reads make no catalog call and one SELECT more (the copy)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,14 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from libs import call_context
 from libs.claims import Claims
 from libs.db import create_engine, session_factory
+from libs.embedded import free_port
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
-from services.learning.catalog_client import CatalogClient
+from services.learning.catalog_client import CatalogClient, CourseLookups
+from services.learning.course_changes import CourseChangeReader
 from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.lesson_copies import LessonCopies
 from services.learning.usecases.progress import ProgressTracker
 from services.learning.usecases.reconciliation import Reconciler
 from tests.conftest import User
-from tests.learning_support import complete, enroll, progress_rows, published_course
+from tests.learning_support import complete, enroll, eventually, progress_rows, published_course
 from tests.sql_support import counting_statements
 
 # What a reconciled read may send: the rows it answers from and what the check compares.
@@ -32,7 +38,7 @@ MAX_SELECTS = 4
 class Reads:
     """The learning use cases on their own engine, so the test sees every statement they send."""
 
-    def __init__(self, engine: AsyncEngine, catalog: CatalogClient) -> None:
+    def __init__(self, engine: AsyncEngine, catalog: CourseLookups) -> None:
         sessions = session_factory(engine)
         reconciler = Reconciler(sessions, catalog)
         self.engine = engine
@@ -46,6 +52,31 @@ async def reads(settings: Settings, services: dict[str, str]) -> AsyncIterator[R
     catalog = CatalogClient(services["catalog"], settings.grpc_client_timeout_s)
     yield Reads(engine, catalog)
     await catalog.close()
+    await engine.dispose()
+
+
+@pytest.fixture
+async def copy_reads(settings: Settings) -> AsyncIterator[Reads]:
+    """The use cases answering from learning's copy, with a real reader of the suite's stream.
+    Their catalog is a port nothing listens on: a read that asked it would fail."""
+    engine = create_engine(settings, "test-learning-copy-reads")
+    sessions = session_factory(engine)
+    reader = CourseChangeReader(settings.redis_url, sessions)
+    following = asyncio.create_task(reader.run())
+    nowhere = CatalogClient(f"127.0.0.1:{free_port()}", settings.grpc_client_timeout_s)
+    copies = LessonCopies(
+        nowhere, sessions, reader.events_seen_since, max_age_s=settings.lesson_copy_max_age_s
+    )
+
+    async def following_the_stream() -> bool:
+        return reader.events_seen_since() is not None
+
+    await eventually(following_the_stream, "the reader to follow the stream")
+    yield Reads(engine, copies)
+    following.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await following
+    await copies.close()
     await engine.dispose()
 
 
@@ -151,3 +182,26 @@ async def test_a_catalog_change_is_reconciled_by_the_next_read_only(
         assert not [s for s in second if is_write(s)], second
         _, summary = await reads.enrollments.get_enrollment(caller, enrollment_id)
     assert summary.total_lessons == 4
+
+
+async def test_reads_from_a_fresh_copy_ask_no_catalog_and_send_one_select_more(
+    client: httpx.AsyncClient,
+    student: User,
+    instructor: User,
+    settings: Settings,
+    copy_reads: Reads,
+) -> None:
+    counts: list[dict[str, int]] = []
+    with acting_as(student, settings) as caller:
+        for lessons in (2, 40):
+            # Enrolling (through the suite's learning server) copies the course's lessons.
+            enrollment_id, rows = await enrolled_with_lessons(client, student, instructor, lessons)
+            sent = await statements_of_each_read(copy_reads, caller, enrollment_id, rows[-1]["id"])
+            for name, statements in sent.items():
+                assert not [s for s in statements if is_write(s)], (name, statements)
+                assert any("course_lessons" in s for s in statements), (name, statements)
+                assert len(statements) <= MAX_SELECTS + 1, (name, statements)
+            counts.append({name: len(statements) for name, statements in sent.items()})
+            _, summary = await copy_reads.enrollments.get_enrollment(caller, enrollment_id)
+            assert (summary.total_lessons, summary.completed_lessons) == (lessons, 1)
+    assert counts[0] == counts[1], counts

@@ -8,6 +8,7 @@ domain error (NOT_FOUND stays NOT_FOUND; a timeout or crash is UNAVAILABLE).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import grpc
 from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -28,7 +29,21 @@ def _course(course: catalog_pb2.Course) -> CatalogCourse:
             CatalogLesson(id=lesson.id, title=lesson.title, order=lesson.order)
             for lesson in course.lessons
         ),
+        version=course.version,
     )
+
+
+class CourseLookups(Protocol):
+    """What the use cases ask about courses: CatalogClient asks the catalog every time,
+    usecases/lesson_copies.LessonCopies answers from learning's own copy when it can."""
+
+    async def course_for_enrollment(self, course_id: int) -> CatalogCourse: ...
+
+    async def current_course(self, course_id: int) -> CatalogCourse | None: ...
+
+    async def current_courses(self, course_ids: Sequence[int]) -> dict[int, CatalogCourse]: ...
+
+    async def close(self) -> None: ...
 
 
 class CatalogClient:

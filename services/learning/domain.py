@@ -43,6 +43,8 @@ class CatalogCourse:
     id: int
     title: str
     lessons: tuple[CatalogLesson, ...]
+    # The catalog's version of the course (+1 on every change of it or its lessons); 0: unknown.
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,3 +193,45 @@ def check_completed_change(currently_completed: bool, requested: bool) -> bool:
     if currently_completed and not requested:
         raise FailedPrecondition.on_field("completed", ONE_WAY)
     return requested and not currently_completed
+
+
+# --- learning's copy of each course's lessons (docs/learning.md "The copy of each course's lessons")
+
+
+@dataclass(frozen=True)
+class LessonCopy:
+    """Learning's stored copy of one course's title and lesson list."""
+
+    course_id: int
+    # The catalog version the copy reflects (0: nothing copied yet).
+    version: int
+    # The highest version a CourseChanged event announced; above `version`: the copy is stale.
+    latest_version: int
+    # The course as copied; None when nothing is copied yet or the course is gone.
+    course: CatalogCourse | None
+    # The catalog no longer knows the course (deleted, which is final).
+    gone: bool
+    # When the copy was last confirmed by the catalog (taken before the call was made).
+    checked_at: datetime | None
+
+
+def copy_is_trusted(
+    copy: LessonCopy, *, events_seen_since: datetime | None, now: datetime, max_age_s: float
+) -> bool:
+    """Whether a read may answer from `copy` instead of asking the catalog.
+
+    Only while this process's event reader is healthy (`events_seen_since`: since when it has
+    seen every event without interruption; None while it is not), only for a copy the catalog
+    confirmed after that moment (events before it may have been missed), that no event has
+    overtaken since (a higher announced version, which also covers a gap left by a missed
+    event), and that is younger than `max_age_s` (bounds how long a lost last event can go
+    unnoticed)."""
+    if events_seen_since is None or copy.checked_at is None:
+        return False
+    if copy.course is None and not copy.gone:
+        return False
+    if copy.checked_at < events_seen_since:
+        return False
+    if (now - copy.checked_at).total_seconds() > max_age_s:
+        return False
+    return copy.version >= copy.latest_version

@@ -1,4 +1,5 @@
-"""Builds the learning gRPC server (with its outbox relay) from settings."""
+"""Builds the learning gRPC server (with its outbox relay and its reader of catalog change
+events) from settings."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from libs.tokens import verifier_from_settings
 from services.learning import store
 from services.learning.api import LearningServicer
 from services.learning.catalog_client import CatalogClient
+from services.learning.course_changes import CourseChangeReader
 from services.learning.usecases.enrollments import Enrollments
+from services.learning.usecases.lesson_copies import LessonCopies
 from services.learning.usecases.progress import ProgressTracker
 from services.learning.usecases.reconciliation import Reconciler
 
@@ -24,10 +27,18 @@ SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_
 def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     engine = create_engine(settings, "learning")
     sessions = session_factory(engine)
-    catalog = CatalogClient(
-        settings.catalog_target,
-        settings.grpc_client_timeout_s,
-        count_sql_statements=settings.sql_statement_counting,
+    course_changes = CourseChangeReader(settings.redis_url, sessions)
+    # The use cases ask about courses through learning's own copy of their lessons, which asks
+    # the catalog only when the copy cannot be trusted (usecases/lesson_copies.py).
+    catalog = LessonCopies(
+        CatalogClient(
+            settings.catalog_target,
+            settings.grpc_client_timeout_s,
+            count_sql_statements=settings.sql_statement_counting,
+        ),
+        sessions,
+        course_changes.events_seen_since,
+        max_age_s=settings.lesson_copy_max_age_s,
     )
     reconciler = Reconciler(sessions, catalog)
     servicer = LearningServicer(
@@ -45,7 +56,11 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     definition = ServiceDefinition(
         full_name=SERVICE_NAME,
         register=register,
-        background_tasks=[relay.run, backlog_sampler(settings, store.outbox, sessions)],
+        background_tasks=[
+            relay.run,
+            course_changes.run,
+            backlog_sampler(settings, store.outbox, sessions),
+        ],
         on_stop=on_stop,
         health_probe=database_probe(engine, settings),
     )

@@ -7,16 +7,24 @@ travel as arrays and are expanded by `unnest` inside PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.db import clock_now, row_columns, schema_metadata, to_row
 from libs.outbox import Outbox
 from libs.paging import PageRequest, past_the_end
 from services.learning import SCHEMA
-from services.learning.domain import CatalogLesson, Enrollment, LessonState, Progress
+from services.learning.domain import (
+    CatalogCourse,
+    CatalogLesson,
+    Enrollment,
+    LessonCopy,
+    LessonState,
+    Progress,
+)
 
 metadata = schema_metadata(SCHEMA)
 
@@ -382,3 +390,133 @@ async def complete_progress(session: AsyncSession, progress_id: int) -> Progress
     )
     row = (await session.execute(statement)).one_or_none()
     return _progress(row) if row else None
+
+
+# Lesson copies -----------------------------------------------------------------------------
+# Learning's own copy of each course's title and lesson list (ids, orders, titles; no content),
+# so reads need no catalog call (docs/learning.md "The copy of each course's lessons").
+
+course_lessons = sa.Table(
+    "course_lessons",
+    metadata,
+    sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    # Raised by every CourseChanged event, also for courses nothing is copied of yet: a copy
+    # fetched just before an event it did not include is then stale at once, whatever the order.
+    sa.Column("latest_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("course_title", sa.String(255)),
+    # [[lesson id, order, title], ...] in course order; NULL while nothing is copied.
+    sa.Column("lessons", JSONB),
+    sa.Column("gone", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("checked_at", sa.DateTime(timezone=True)),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+)
+
+
+def _lesson_copy(row: sa.Row) -> LessonCopy:
+    course = None
+    if row.lessons is not None and not row.gone:
+        course = CatalogCourse(
+            id=row.course_id,
+            title=row.course_title or "",
+            lessons=tuple(
+                CatalogLesson(id=lesson_id, order=order, title=title)
+                for lesson_id, order, title in row.lessons
+            ),
+            version=row.version,
+        )
+    return LessonCopy(
+        course_id=row.course_id,
+        version=row.version,
+        latest_version=row.latest_version,
+        course=course,
+        gone=row.gone,
+        checked_at=row.checked_at,
+    )
+
+
+async def lesson_copies(session: AsyncSession, course_ids: Sequence[int]) -> dict[int, LessonCopy]:
+    """The stored copies of these courses (one statement); a course without a row is absent."""
+    if not course_ids:
+        return {}
+    c = course_lessons.c
+    statement = sa.select(
+        c.course_id, c.version, c.latest_version, c.course_title, c.lessons, c.gone, c.checked_at
+    ).where(c.course_id.in_(list(course_ids)))
+    return {row.course_id: _lesson_copy(row) for row in await session.execute(statement)}
+
+
+async def announce_versions(session: AsyncSession, versions: Mapping[int, int]) -> None:
+    """Record the versions CourseChanged events announced (course id -> version), keeping the
+    highest: one statement, idempotent, so a redelivered or reordered event changes nothing."""
+    if not versions:
+        return
+    # Rows in course id order, as in store_copies: two upserts never wait for each other in turn.
+    upsert = insert(course_lessons).values(
+        [{"course_id": key, "latest_version": versions[key]} for key in sorted(versions)]
+    )
+    c = course_lessons.c
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[c.course_id],
+            set_={"latest_version": upsert.excluded.latest_version, "updated_at": clock_now()},
+            where=c.latest_version < upsert.excluded.latest_version,
+        )
+    )
+
+
+async def store_copies(
+    session: AsyncSession,
+    courses: Sequence[CatalogCourse],
+    gone: Sequence[int],
+    checked_at: datetime,
+) -> None:
+    """Store what the catalog answered (call started at `checked_at`): the courses it returned,
+    and `gone` for those it no longer knows. One statement; a copy is never replaced by an older
+    version (two replicas refreshing at once), and a gone course is copied at the latest
+    version announced (deletion is final)."""
+    by_id: dict[int, dict[str, object]] = {
+        course.id: {
+            "course_id": course.id,
+            "version": course.version,
+            "course_title": course.title,
+            "lessons": [[lesson.id, lesson.order, lesson.title] for lesson in course.lessons],
+            "gone": False,
+            "checked_at": checked_at,
+        }
+        for course in courses
+    }
+    for course_id in gone:
+        by_id[course_id] = {
+            "course_id": course_id,
+            "version": 0,
+            "course_title": None,
+            "lessons": None,
+            "gone": True,
+            "checked_at": checked_at,
+        }
+    if not by_id:
+        return
+    # One lock order (course id) for every upsert of the table, so two never deadlock.
+    rows = [by_id[course_id] for course_id in sorted(by_id)]
+    upsert = insert(course_lessons).values(rows)
+    c, new = course_lessons.c, upsert.excluded
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[c.course_id],
+            set_={
+                "version": sa.case(
+                    (new.gone, sa.func.greatest(c.version, c.latest_version)),
+                    else_=new.version,
+                ),
+                "course_title": new.course_title,
+                "lessons": new.lessons,
+                "gone": new.gone,
+                "checked_at": new.checked_at,
+                "updated_at": clock_now(),
+            },
+            where=sa.or_(new.gone, new.version >= c.version),
+        )
+    )

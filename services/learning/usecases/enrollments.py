@@ -16,7 +16,7 @@ from libs.errors import FailedPrecondition, NotFound, Unavailable
 from libs.logging import get_logger
 from libs.paging import page_request
 from services.learning import store
-from services.learning.catalog_client import CatalogClient
+from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     ALREADY_ENROLLED,
     ENROLLMENT_NOT_FOUND,
@@ -37,7 +37,7 @@ class Enrollments:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        catalog: CatalogClient,
+        catalog: CourseLookups,
         reconciler: Reconciler,
     ) -> None:
         self._sessions = sessions

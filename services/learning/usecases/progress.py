@@ -17,7 +17,7 @@ from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
 from services.learning import store
-from services.learning.catalog_client import CatalogClient
+from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     COURSE_GONE,
     ENROLLMENT_NOT_FOUND,
@@ -40,7 +40,7 @@ class ProgressTracker:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        catalog: CatalogClient,
+        catalog: CourseLookups,
         reconciler: Reconciler,
     ) -> None:
         self._sessions = sessions

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from libs.claims import Claims
 from libs.db import transaction
 from services.learning import store
-from services.learning.catalog_client import CatalogClient
+from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     CatalogCourse,
     Enrollment,
@@ -68,7 +68,7 @@ async def complete_if_done(
 class Reconciler:
     """Reconciles the enrollments a read loaded if they differ from the catalog; else no write."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: CatalogClient) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], catalog: CourseLookups) -> None:
         self._sessions = sessions
         self._catalog = catalog
 
