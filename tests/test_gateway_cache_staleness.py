@@ -122,7 +122,9 @@ async def test_no_reader_sees_an_old_title_later_than_a_second_after_its_change(
     worst = max(late, default=0.0)
     # The writer's own gateway dropped its entry before answering the write: never behind.
     assert staleness([item for item in seen if item.gateway == 0], acked_at) == []
-    hits = [sum(1 for item in seen if item.gateway == g and item.read.source == "HIT") for g in (0, 1)]
+    hits = [
+        sum(1 for item in seen if item.gateway == g and item.read.source == "HIT") for g in (0, 1)
+    ]
     print(
         f"\nstaleness over {len(seen)} reads, {WRITES} writes: worst {worst * 1000:.1f} ms, "
         f"{len(late)} reads behind an acknowledged write; cache hits per gateway {hits}"

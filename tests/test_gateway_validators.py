@@ -26,7 +26,7 @@ def test_a_course_tag_is_strong_and_names_id_and_version() -> None:
         '"c1-v1", "c42-v7"',
         '"c1-v1",W/"c42-v7" , "c3-v3"',
         "*",
-        ' * ',
+        " * ",
         'bogus, "c42-v7"',  # a member that is no entity-tag is skipped, the rest still count
     ],
 )
