@@ -8,6 +8,7 @@ drafts, their own list) and always come from the catalog; see docs/gateway.md "C
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import orjson
 from courseplatform.catalog.v1 import catalog_pb2
 from fastapi import Header, Request, Response
 
-from gateway.course_cache import Fill, PublicCourseCache
+from gateway.course_cache import Fill, FillFailed, PublicCourseCache
 from gateway.pagination import PageParams, page_links
 from gateway.validators import (
     CACHE_CONTROL,
@@ -126,6 +127,18 @@ def filling_course(cache: CourseCache | None, course_id: int) -> Iterator[Fill |
 def filling_page(cache: CourseCache | None, page: int, page_size: int) -> Iterator[Fill | None]:
     with cache.filling_page(page, page_size) if cache is not None else nullcontext() as fill:
         yield fill
+
+
+async def joined(fill: Fill | None) -> Any | None:
+    """What a read already under way for the same key got, None when there is none or it got
+    nothing shareable (then the caller asks the catalog itself)."""
+    if fill is None:
+        return None
+    try:
+        # Shielded: a waiter whose client went away must not cancel the others' answer.
+        return await asyncio.shield(fill.joined())
+    except FillFailed:
+        return None
 
 
 def course_written(request: Request, course_id: int | None) -> None:

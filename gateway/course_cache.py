@@ -16,11 +16,12 @@ Correctness rules, in the order they are checked:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, Protocol, TypeAlias, TypeVar
 
 from cachetools import TLRUCache
 
@@ -45,11 +46,34 @@ Key: TypeAlias = tuple[Hashable, ...]
 
 @dataclass(eq=False)
 class Fill:
-    """One catalog read that may be stored when it comes back."""
+    """One catalog read that may be stored when it comes back. Other requests for the same
+    key may wait for it instead of asking the catalog too (`joined`): at an entry's expiry,
+    every concurrent reader of a popular course would otherwise ask at once."""
 
     key: Key
     started_at: float
     stale: bool = False
+    value: Any = None
+    _outcome: asyncio.Future[Any] | None = None
+
+    def joined(self) -> asyncio.Future[Any]:
+        """Resolves with what this read got, when it is done; fails if it failed."""
+        if self._outcome is None:
+            self._outcome = asyncio.get_running_loop().create_future()
+        return self._outcome
+
+    def _settle(self, failed: bool) -> None:
+        if self._outcome is None or self._outcome.done():
+            return
+        if failed or self.value is None:
+            self._outcome.set_exception(FillFailed())
+            self._outcome.exception()  # retrieved: nobody has to be waiting
+        else:
+            self._outcome.set_result(self.value)
+
+
+class FillFailed(Exception):
+    """The read others waited for got no answer to share; each asks for itself."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,8 @@ class PublicCourseCache(Generic[C, P]):
         )
         self._pages: _Tier[P] = _Tier(self.max_pages, self.max_bytes, self.max_age_s, self.clock)
         self._fills: set[Fill] = set()
+        # The read others may join, per key: the latest one not overtaken by a change.
+        self._leaders: dict[Key, Fill] = {}
         self._synced = False
         self._heard_at = float("-inf")
 
@@ -210,10 +236,29 @@ class PublicCourseCache(Generic[C, P]):
         """Around a catalog read whose answer may be stored: the read begins now."""
         fill = Fill(key, self.clock())
         self._fills.add(fill)
+        self._leaders[key] = fill
+        failed = True
         try:
             yield fill
+            failed = False
         finally:
             self._fills.discard(fill)
+            if self._leaders.get(key) is fill:
+                del self._leaders[key]
+            fill._settle(failed or fill.stale)
+
+    def course_in_flight(self, course_id: int) -> Fill | None:
+        """A read of this course under way that a request may wait for instead of asking the
+        catalog itself: only while serving and only one no change has overtaken (a waiter
+        then gets what that read got, or asks for itself if a change overtakes it later)."""
+        return self._in_flight(("course", course_id))
+
+    def page_in_flight(self, page: int, page_size: int) -> Fill | None:
+        return self._in_flight(("page", page, page_size))
+
+    def _in_flight(self, key: Key) -> Fill | None:
+        fill = self._leaders.get(key)
+        return fill if fill is not None and not fill.stale and self.serving else None
 
     def store_course(self, fill: Fill, value: C) -> bool:
         """Keep what `fill` read, unless something changed since it began or the reader is
@@ -224,6 +269,7 @@ class PublicCourseCache(Generic[C, P]):
         return self._store(self._pages, fill, value)
 
     def _store(self, tier: _Tier[V], fill: Fill, value: V) -> bool:
+        fill.value = value  # for those waiting on this read, if no change overtakes it
         if fill.stale or not self.serving or not tier.put(fill.key, fill.started_at, value):
             self.stats.refused += 1
             return False

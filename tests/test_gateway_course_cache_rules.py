@@ -4,11 +4,12 @@ Redis, catalog and gateway processes in tests/test_gateway_course_cache*.py."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import pytest
 
-from gateway.course_cache import PublicCourseCache
+from gateway.course_cache import FillFailed, PublicCourseCache
 
 pytestmark = pytest.mark.unit
 
@@ -146,3 +147,49 @@ def test_entries_are_bounded_in_number_and_bytes_least_recently_used_first() -> 
     assert cache.course(5) is not None
     assert not fill_course(cache, 6, Answer("huge", size=101))  # over the whole budget
     assert cache.course(5) is not None
+
+
+async def test_concurrent_readers_wait_for_the_read_under_way() -> None:
+    clock = Clock()
+    cache = synced_cache(clock)
+    with cache.filling_course(1) as leader:
+        joined = cache.course_in_flight(1)
+        assert joined is leader
+        waiting = asyncio.ensure_future(joined.joined())
+        assert cache.course_in_flight(2) is None
+        cache.store_course(leader, Answer("v1"))
+        assert not waiting.done()  # settled when the read is over
+    assert await waiting == Answer("v1")
+    assert cache.course_in_flight(1) is None
+
+
+async def test_a_read_overtaken_by_a_change_is_not_joined_and_its_waiters_ask_again() -> None:
+    clock = Clock()
+    cache = synced_cache(clock)
+    with cache.filling_course(1) as old_read:
+        waiting = asyncio.ensure_future(old_read.joined())
+        cache.course_changed(1)
+        assert cache.course_in_flight(1) is None  # a request arriving now starts its own read
+        with cache.filling_course(1) as new_read:
+            assert cache.course_in_flight(1) is new_read
+            cache.store_course(new_read, Answer("v2", version=2))
+        cache.store_course(old_read, Answer("v1"))
+    with pytest.raises(FillFailed):
+        await waiting
+
+
+async def test_waiters_of_a_failed_read_or_one_with_nothing_to_share_ask_again() -> None:
+    clock = Clock()
+    cache = synced_cache(clock)
+    with pytest.raises(RuntimeError), cache.filling_course(1) as failing:
+        waiting = asyncio.ensure_future(failing.joined())
+        raise RuntimeError("catalog unavailable")
+    with pytest.raises(FillFailed):
+        await waiting
+    with cache.filling_course(1) as draft:  # a draft's answer is never stored, so not shared
+        waiting = asyncio.ensure_future(draft.joined())
+    with pytest.raises(FillFailed):
+        await waiting
+    cache.reader_lost()
+    with cache.filling_course(1):
+        assert cache.course_in_flight(1) is None  # not serving: nobody waits on anybody

@@ -19,6 +19,7 @@ from gateway.bodies import Body, openapi_body
 from gateway.course_answers import (
     BYPASS,
     HIT,
+    MISS,
     NOT_MODIFIED,
     PAGE_HEADERS,
     VALIDATOR_HEADERS,
@@ -29,6 +30,7 @@ from gateway.course_answers import (
     course_written,
     filling_course,
     filling_page,
+    joined,
     page_answer,
     page_response,
     shared_cache,
@@ -148,8 +150,11 @@ async def list_courses(
 ) -> Response:
     # Students' pages are the same for every student: shared. Instructors' are their own.
     cache = shared_cache(request, caller)
-    if cache is not None and (hit := cache.page(params.page, params.page_size)) is not None:
-        return page_response(request, params, hit, if_none_match, HIT)
+    if cache is not None:
+        if (hit := cache.page(params.page, params.page_size)) is not None:
+            return page_response(request, params, hit, if_none_match, HIT)
+        if shared := await joined(cache.page_in_flight(params.page, params.page_size)):
+            return page_response(request, params, shared, if_none_match, MISS)
     source = cache_status(cache)
     with filling_page(cache, params.page, params.page_size) as fill:
         reply = await backends(request).catalog.ListCourses(
@@ -190,8 +195,11 @@ async def get_course(
     # What a student sees of a published course is the same for every student: shared.
     # An instructor's view (their drafts included) always comes from the catalog.
     cache = shared_cache(request, caller)
-    if cache is not None and (hit := cache.course(course_id)) is not None:
-        return course_response(hit, if_none_match, HIT)
+    if cache is not None:
+        if (hit := cache.course(course_id)) is not None:
+            return course_response(hit, if_none_match, HIT)
+        if shared := await joined(cache.course_in_flight(course_id)):
+            return course_response(shared, if_none_match, MISS)
     source = cache_status(cache)
     with filling_course(cache, course_id) as fill:
         reply = await backends(request).catalog.GetCourse(
