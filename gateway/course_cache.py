@@ -169,9 +169,16 @@ class PublicCourseCache(Generic[C, P]):
         self._heard_at = self.clock()
         self.stats.resyncs += 1
 
-    def reader_heard(self) -> None:
-        """A read of the stream came back (with events, already applied, or empty)."""
-        self._heard_at = self.clock()
+    def reader_asking(self) -> float:
+        """The reader is about to read the stream: the moment to pass to `reader_heard`."""
+        return self.clock()
+
+    def reader_heard(self, asked_at: float) -> None:
+        """A read of the stream asked at `asked_at` came back (its events already applied, or
+        none). What it proves is that nothing was missed up to when it was *asked*: an answer
+        held up on the way (a Redis or network that hung, then recovered) may be old, and the
+        events since are only in the next read. So freshness counts from the asking."""
+        self._heard_at = max(self._heard_at, asked_at)
 
     def reader_lost(self) -> None:
         """The reader's connection failed: stop serving until it has synced again."""

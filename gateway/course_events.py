@@ -41,7 +41,8 @@ Entries = list[tuple[bytes, dict[bytes, bytes]]]
 
 class ChangeSink(Protocol):
     def reader_synced(self) -> None: ...
-    def reader_heard(self) -> None: ...
+    def reader_asking(self) -> float: ...
+    def reader_heard(self, asked_at: float) -> None: ...
     def reader_lost(self) -> None: ...
     def course_changed(self, course_id: int) -> None: ...
     def everything_changed(self) -> None: ...
@@ -107,6 +108,7 @@ class CourseChangeReader:
         log.info("course_events_synced", after_failures=self._failures)
         self._failures = 0
         while True:
+            asked_at = self._sink.reader_asking()
             reply = cast(
                 list[tuple[bytes, Entries]],
                 await client.xread(
@@ -123,4 +125,4 @@ class CourseChangeReader:
                     else:
                         self._sink.course_changed(course_id)
                     position = entry_id
-            self._sink.reader_heard()
+            self._sink.reader_heard(asked_at)

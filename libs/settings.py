@@ -112,8 +112,8 @@ class Settings(BaseSettings):
     # An entry is dropped this long after its catalog read began, events or not: the bound on
     # staleness when catalog's relay is late to publish an event.
     course_cache_max_age_s: float = 1.0
-    # The cache serves only while its stream reader was heard from within this long; the
-    # reader's XREAD blocks at most course_cache_block_ms, so a live one is heard from often.
+    # The cache serves only while a stream read asked within this long has come back; each
+    # XREAD blocks at most course_cache_block_ms, so a live reader answers often.
     course_cache_fresh_s: float = 0.75
     course_cache_block_ms: int = 250
 

@@ -56,15 +56,33 @@ def test_it_stops_serving_when_the_reader_is_not_heard_from_and_resumes_when_it_
     cache = synced_cache(clock, max_age_s=60.0)
     assert fill_course(cache, 1, Answer("a"))
     clock.now += 0.5
-    cache.reader_heard()
+    cache.reader_heard(clock.now)
     clock.now += 0.7
     assert cache.course(1) == Answer("a")
     clock.now += 0.1  # 0.8 s since the reader was last heard from
     assert cache.course(1) is None
     assert not fill_course(cache, 2, Answer("b"))
     # An XREAD that comes back late still continues from where the reader was: no gap.
-    cache.reader_heard()
+    cache.reader_heard(clock.now)
     assert cache.serving
+
+
+def test_an_answer_held_up_on_the_way_does_not_make_the_cache_serve() -> None:
+    """A Redis that hung and recovers delivers the empty answer to a read asked before the
+    hang: it says nothing about the events since, so the cache keeps bypassing until a read
+    asked after them has come back (the next one, which brings them)."""
+    clock = Clock()
+    cache = synced_cache(clock, max_age_s=60.0)
+    assert fill_course(cache, 1, Answer("old"))
+    asked_before_the_hang = cache.reader_asking()
+    clock.now += 1.5  # the hang; a change was published meanwhile
+    cache.reader_heard(asked_before_the_hang)
+    assert not cache.serving
+    asked_now = cache.reader_asking()
+    cache.course_changed(1)  # the next read brings the event
+    cache.reader_heard(asked_now)
+    assert cache.serving
+    assert cache.course(1) is None
 
 
 def test_a_lost_reader_forgets_everything_and_a_resync_starts_empty() -> None:
@@ -123,13 +141,13 @@ def test_an_entry_expires_max_age_after_its_read_began() -> None:
     cache = synced_cache(clock)
     with cache.filling_course(1) as fill:
         clock.now += 0.4  # the catalog took 0.4 s to answer
-        cache.reader_heard()
+        cache.reader_heard(clock.now)
         assert cache.store_course(fill, Answer("a"))
     clock.now += 0.59
-    cache.reader_heard()
+    cache.reader_heard(clock.now)
     assert cache.course(1) == Answer("a")
     clock.now += 0.02  # 1.01 s after the read began
-    cache.reader_heard()
+    cache.reader_heard(clock.now)
     assert cache.course(1) is None
 
 
