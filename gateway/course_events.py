@@ -66,18 +66,28 @@ class CourseChangeReader:
         self._block_ms = block_ms
         self._task: asyncio.Task[None] | None = None
         self._failures = 0
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="course-change-reader")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Cancel the reader, again until it is gone: redis-py swallows a cancellation that
+        lands while it is connecting (the reader then went on, and the gateway's shutdown
+        waited for it forever)."""
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            task.result()
+        self._sink.reader_lost()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # No retries inside redis-py: a reconnection it made silently would hide a gap in
             # what this reader saw; every reconnection goes through a resync instead.
             client = Redis.from_url(
@@ -89,6 +99,8 @@ class CourseChangeReader:
                 await self._follow(client)
             except Exception as error:  # whatever it was, the cache must not trust itself
                 self._sink.reader_lost()
+                if self._stopping:
+                    return
                 if self._failures == 0:  # once per outage, not once per attempt
                     log.warning("course_events_lost", error=f"{type(error).__name__}: {error}")
                 delay = backoff_delay(

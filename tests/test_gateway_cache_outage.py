@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -152,3 +153,18 @@ async def test_a_hung_stream_bypasses_the_cache_within_the_bound(
     acked_at = await rename(catalog, instructor, course.id, "Renamed after")
     while (read := await read_course(proxied, student, course.id)).title != "Renamed after":
         assert read.sent_at - acked_at <= BOUND_S, read
+
+
+async def test_stopping_the_reader_at_any_moment_of_its_start_is_prompt(redis_url: str) -> None:
+    """A cancellation landing while redis-py connects was swallowed, the reader went on, and a
+    gateway that failed to bind its port never finished shutting down."""
+    from gateway.course_cache import PublicCourseCache
+    from gateway.course_events import CourseChangeReader
+
+    for delay_ms in (0, 0.5, 1, 2, 3, 5, 10, 50):
+        cache: PublicCourseCache[Any, Any] = PublicCourseCache()
+        reader = CourseChangeReader(redis_url, cache)
+        reader.start()
+        await asyncio.sleep(delay_ms / 1000)
+        await asyncio.wait_for(reader.stop(), timeout=2.0)
+        assert not cache.serving
