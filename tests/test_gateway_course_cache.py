@@ -82,6 +82,9 @@ async def test_a_student_read_is_shared_with_validators_and_an_instructor_never_
     assert response.headers["etag"] == cached.etag
     assert response.headers["last-modified"].endswith(" GMT")
 
+    head = await http.head(f"/api/courses/{course.id}/", headers=student.headers)
+    assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", cached.etag)
+
     other_student = await register_and_login(http, "Student")
     assert (await read_course(http, other_student, course.id)).source == "HIT"
     # Instructors (the owner included) always get the catalog's answer, with the same tag.
