@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from gateway.backends import Backends
+from gateway.course_cache import PublicCourseCache
+from gateway.course_events import CourseChangeReader
 from gateway.errors import install_error_handlers
 from gateway.methods import MethodsMiddleware
 from gateway.metrics import install_metrics
@@ -34,9 +37,18 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        reader = None
+        if settings.course_cache_enabled:  # one cache and one stream reader per worker process
+            app.state.course_cache = course_cache(settings)
+            reader = CourseChangeReader(
+                settings.redis_url, app.state.course_cache, block_ms=settings.course_cache_block_ms
+            )
+            reader.start()
         try:
             yield
         finally:
+            if reader is not None:
+                await reader.stop()
             await app.state.backends.close()
 
     app = FastAPIOffline(
@@ -51,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,
     )
     app.state.settings = settings
+    app.state.course_cache = None  # until the lifespan starts it (gateway/course_answers.py)
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
     for module in (ops, auth, courses, lessons, enrollments, progress, passwords):
@@ -66,3 +79,13 @@ def create_app(settings: Settings) -> FastAPI:
         tracing.instrument_fastapi(app)
     install_security_headers(app)
     return app
+
+
+def course_cache(settings: Settings) -> PublicCourseCache[Any, Any]:
+    return PublicCourseCache(
+        max_entries=settings.course_cache_max_entries,
+        max_pages=settings.course_cache_max_pages,
+        max_bytes=settings.course_cache_max_bytes,
+        max_age_s=settings.course_cache_max_age_s,
+        fresh_s=settings.course_cache_fresh_s,
+    )

@@ -48,6 +48,12 @@ def paginated(
     request: Request, params: PageParams, results: Sequence[Any], count: int
 ) -> dict[str, Any]:
     """The page body; a page past the end is a 404 (page 1 of nothing is an empty page)."""
+    next_url, previous_url = page_links(request, params, count)
+    return {"count": count, "next": next_url, "previous": previous_url, "results": list(results)}
+
+
+def page_links(request: Request, params: PageParams, count: int) -> tuple[str | None, str | None]:
+    """The page's `next` and `previous` URLs; a page past the end is a 404."""
     last_page = max(1, -(-count // params.page_size))
     if params.page > last_page:
         raise ApiError(404, "Invalid page.")
@@ -56,4 +62,4 @@ def paginated(
         str(url.include_query_params(page=params.page + 1)) if params.page < last_page else None
     )
     previous_url = str(url.include_query_params(page=params.page - 1)) if params.page > 1 else None
-    return {"count": count, "next": next_url, "previous": previous_url, "results": list(results)}
+    return next_url, previous_url

@@ -105,6 +105,20 @@ class Settings(BaseSettings):
     # Learning's copy of each course's lessons: even a fresh-looking copy is confirmed with the
     # catalog once it is this old (bounds a lost last CourseChanged event; docs/learning.md).
     lesson_copy_max_age_s: float = 300.0
+    # Gateway cache of published courses and student list pages (gateway/course_cache.py,
+    # docs/gateway.md "Course cache"), per worker process.
+    course_cache_enabled: bool = True
+    course_cache_max_entries: int = 1000
+    course_cache_max_pages: int = 100
+    # JSON bytes each of the two sides (courses, pages) may hold.
+    course_cache_max_bytes: int = 64 * 1024 * 1024
+    # An entry is dropped this long after its catalog read began, events or not: the bound on
+    # staleness when catalog's relay is late to publish an event.
+    course_cache_max_age_s: float = 1.0
+    # The cache serves only while a stream read asked within this long has come back; each
+    # XREAD blocks at most course_cache_block_ms, so a live reader answers often.
+    course_cache_fresh_s: float = 0.75
+    course_cache_block_ms: int = 250
 
     # `make run` (libs/devstack.py): the port of the embedded Redis it starts when REDIS_URL is
     # unset, and how long it waits for the gateway's /readyz/ before saying what it still lacks.

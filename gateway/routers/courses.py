@@ -9,14 +9,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from courseplatform.catalog.v1 import catalog_pb2
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from gateway.auth import CurrentUser, Instructor
 from gateway.bodies import Body, openapi_body
+from gateway.course_answers import (
+    BYPASS,
+    HIT,
+    MISS,
+    NOT_MODIFIED,
+    PAGE_HEADERS,
+    VALIDATOR_HEADERS,
+    IfNoneMatch,
+    cache_status,
+    course_answer,
+    course_response,
+    course_written,
+    filling_course,
+    filling_page,
+    joined,
+    page_answer,
+    page_response,
+    shared_cache,
+)
 from gateway.fields import INT32_MAX, PathId
-from gateway.pagination import Page, paginated
+from gateway.pagination import Page
 from gateway.resources import (
     PageOut,
     Representation,
@@ -111,20 +131,42 @@ CourseBody = request_body(CourseOut, CourseWritable)
 CoursePatch = request_body(CourseOut, CourseWritable, partial=True)
 
 
+def course_reply(course: catalog_pb2.Course, status_code: int = 200) -> Response:
+    """A write's answer: the course with its validators."""
+    answer = course_answer(course, orjson.dumps(course_json(course)))
+    return course_response(answer, None, BYPASS, status_code)
+
+
 # --- routes ------------------------------------------------------------------------------------
 
 
 @router.get(
     "/courses/",
     summary="Courses: instructors see their own (any status), students the published ones",
-    responses={200: {"model": PageOut[CourseOut]}},
+    responses={200: {"model": PageOut[CourseOut], "headers": PAGE_HEADERS}, **NOT_MODIFIED},
 )
-async def list_courses(request: Request, _: CurrentUser, params: Page) -> dict[str, Any]:
-    reply = await backends(request).catalog.ListCourses(
-        catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size)
-    )
-    results = [course_json(course) for course in reply.courses]
-    return paginated(request, params, results, reply.total_count)
+async def list_courses(
+    request: Request, caller: CurrentUser, params: Page, if_none_match: IfNoneMatch = None
+) -> Response:
+    # Students' pages are the same for every student: shared. Instructors' are their own.
+    cache = shared_cache(request, caller)
+    if cache is not None:
+        if (hit := cache.page(params.page, params.page_size)) is not None:
+            return page_response(request, params, hit, if_none_match, HIT)
+        if shared := await joined(cache.page_in_flight(params.page, params.page_size)):
+            return page_response(request, params, shared, if_none_match, MISS)
+    source = cache_status(cache)
+    with filling_page(cache, params.page, params.page_size) as fill:
+        reply = await backends(request).catalog.ListCourses(
+            catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size)
+        )
+        answer = page_answer(
+            orjson.dumps([course_json(course) for course in reply.courses]), reply.total_count
+        )
+        response = page_response(request, params, answer, if_none_match, source)  # 404 past the end
+        if cache is not None and fill is not None:
+            cache.store_page(fill, answer)
+    return response
 
 
 @router.post(
@@ -132,26 +174,41 @@ async def list_courses(request: Request, _: CurrentUser, params: Page) -> dict[s
     status_code=201,
     summary="Create a course (instructors); it starts as a draft",
     openapi_extra=openapi_body(CourseBody),
-    responses={201: {"model": CourseOut}},
+    responses={201: {"model": CourseOut, "headers": VALIDATOR_HEADERS}},
 )
 async def create_course(
     request: Request, _: Instructor, body: Annotated[CourseWritable, Body(CourseBody)]
-) -> dict[str, Any]:
+) -> Response:
     values = body.model_dump(include=set(writable_fields(CourseOut)))
     reply = await backends(request).catalog.CreateCourse(catalog_pb2.CreateCourseRequest(**values))
-    return course_json(reply.course)
+    return course_reply(reply.course, 201)
 
 
 @router.get(
     "/courses/{course_id:id}/",
     summary="One course, with its lessons (404 when not visible to you)",
-    responses={200: {"model": CourseOut}},
+    responses={200: {"model": CourseOut, "headers": VALIDATOR_HEADERS}, **NOT_MODIFIED},
 )
-async def get_course(request: Request, _: CurrentUser, course_id: PathId) -> dict[str, Any]:
-    reply = await backends(request).catalog.GetCourse(
-        catalog_pb2.GetCourseRequest(course_id=course_id)
-    )
-    return course_json(reply.course)
+async def get_course(
+    request: Request, caller: CurrentUser, course_id: PathId, if_none_match: IfNoneMatch = None
+) -> Response:
+    # What a student sees of a published course is the same for every student: shared.
+    # An instructor's view (their drafts included) always comes from the catalog.
+    cache = shared_cache(request, caller)
+    if cache is not None:
+        if (hit := cache.course(course_id)) is not None:
+            return course_response(hit, if_none_match, HIT)
+        if shared := await joined(cache.course_in_flight(course_id)):
+            return course_response(shared, if_none_match, MISS)
+    source = cache_status(cache)
+    with filling_course(cache, course_id) as fill:
+        reply = await backends(request).catalog.GetCourse(
+            catalog_pb2.GetCourseRequest(course_id=course_id)
+        )
+        answer = course_answer(reply.course, orjson.dumps(course_json(reply.course)))
+        if cache is not None and fill is not None and answer.published:
+            cache.store_course(fill, answer)
+    return course_response(answer, if_none_match, source)
 
 
 async def _update_course(request: Request, course_id: int, body: CourseWritable) -> Any:
@@ -165,21 +222,22 @@ async def _update_course(request: Request, course_id: int, body: CourseWritable)
     reply = await catalog.UpdateCourse(
         catalog_pb2.UpdateCourseRequest(course_id=course_id, update_mask=mask, **changes)
     )
-    return course_json(reply.course)
+    course_written(request, course_id)
+    return course_reply(reply.course)
 
 
 @router.put(
     "/courses/{course_id:id}/",
     summary="Replace a course's writable fields (owner)",
     openapi_extra=openapi_body(CourseBody),
-    responses={200: {"model": CourseOut}},
+    responses={200: {"model": CourseOut, "headers": VALIDATOR_HEADERS}},
 )
 async def replace_course(
     request: Request,
     _: Instructor,
     course_id: PathId,
     body: Annotated[CourseWritable, Body(CourseBody)],
-) -> dict[str, Any]:
+) -> Response:
     return await _update_course(request, course_id, body)
 
 
@@ -187,14 +245,14 @@ async def replace_course(
     "/courses/{course_id:id}/",
     summary="Change some of a course's writable fields (owner)",
     openapi_extra=openapi_body(CoursePatch, required=False),
-    responses={200: {"model": CourseOut}},
+    responses={200: {"model": CourseOut, "headers": VALIDATOR_HEADERS}},
 )
 async def patch_course(
     request: Request,
     _: Instructor,
     course_id: PathId,
     body: Annotated[CourseWritable, Body(CoursePatch)],
-) -> dict[str, Any]:
+) -> Response:
     return await _update_course(request, course_id, body)
 
 
@@ -203,6 +261,7 @@ async def delete_course(request: Request, _: Instructor, course_id: PathId) -> R
     await backends(request).catalog.DeleteCourse(
         catalog_pb2.DeleteCourseRequest(course_id=course_id)
     )
+    course_written(request, course_id)
     return Response(status_code=204)
 
 
@@ -210,6 +269,7 @@ async def _publish(request: Request, course_id: int) -> dict[str, str]:
     await backends(request).catalog.PublishCourse(
         catalog_pb2.PublishCourseRequest(course_id=course_id)
     )
+    course_written(request, course_id)
     return PUBLISHED
 
 

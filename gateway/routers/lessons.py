@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from gateway.auth import CurrentUser, Instructor
 from gateway.bodies import Body, RequestModel, openapi_body
+from gateway.course_answers import course_written
 from gateway.fields import INT64_MAX, Id, PathId
 from gateway.pagination import Page, paginated
 from gateway.resources import PageOut, masked_update, request_body
@@ -97,6 +98,7 @@ async def create_lesson(
             ),
         )
     )
+    course_written(request, body.course)
     return lesson_json(reply.lesson)
 
 
@@ -116,6 +118,7 @@ async def bulk_create_lessons(
             lessons=[catalog_pb2.NewLesson(**item.model_dump()) for item in body.lessons],
         )
     )
+    course_written(request, body.course)
     return [lesson_json(lesson) for lesson in reply.lessons]
 
 
@@ -143,6 +146,7 @@ async def _update_lesson(request: Request, lesson_id: int, body: LessonWritable)
     reply = await backends(request).catalog.UpdateLesson(
         catalog_pb2.UpdateLessonRequest(lesson_id=lesson_id, update_mask=mask, **changes)
     )
+    course_written(request, reply.lesson.course_id)
     return lesson_json(reply.lesson)
 
 
@@ -183,4 +187,5 @@ async def delete_lesson(request: Request, _: Instructor, lesson_id: PathId) -> R
     await backends(request).catalog.DeleteLesson(
         catalog_pb2.DeleteLessonRequest(lesson_id=lesson_id)
     )
+    course_written(request, None)  # which course is not known here; its event will say
     return Response(status_code=204)
