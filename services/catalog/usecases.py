@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
-from libs.db import transaction
+from libs.db import engine_of, read, transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
 from services.catalog import store
@@ -64,6 +64,8 @@ async def record_change(session: AsyncSession, change: CourseChange) -> None:
 class Catalog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Reads go through libs.db.read: a Core connection, no session, retried once on a drop.
+        self._engine = engine_of(sessions)
 
     # --- courses -------------------------------------------------------------------------------
 
@@ -84,19 +86,28 @@ class Catalog:
         return CourseWithLessons(course, [])
 
     async def get_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
-        async with self._sessions() as session:
-            course = visible(await store.course_by_id(session, course_id), caller)
-            return await store.course_with_lessons(session, course)
+        async def load(connection: AsyncConnection) -> CourseWithLessons | None:
+            return await store.course_with_lessons_by_id(connection, course_id)
+
+        found = await read(self._engine, load)
+        if found is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        visible(found.course, caller)
+        return found
 
     async def list_courses(
         self, caller: Claims, *, page: int, page_size: int, course_ids: Sequence[int]
     ) -> tuple[list[CourseWithLessons], int]:
         window = page_request(page, page_size)
         ids = clean_id_filter(course_ids, "course_ids")
-        async with self._sessions() as session:
+        scope = list_scope(caller)
+
+        async def load(connection: AsyncConnection) -> tuple[list[CourseWithLessons], int]:
             return await store.list_courses(
-                session, list_scope(caller), ids, offset=window.offset, limit=window.limit
+                connection, scope, ids, offset=window.offset, limit=window.limit
             )
+
+        return await read(self._engine, load)
 
     async def update_course(
         self, caller: Claims, course_id: int, values: Mapping[str, str], mask: Sequence[str]
@@ -127,12 +138,15 @@ class Catalog:
 
     async def course_for_enrollment(self, caller: Claims, course_id: int) -> CourseWithLessons:
         """For the learning service: a published course with its lessons, or why not."""
-        async with self._sessions() as session:
-            course = await store.course_by_id(session, course_id)
-            if course is None:
-                raise NotFound(COURSE_NOT_FOUND)
-            ensure_enrollable(course)
-            return await store.course_with_lessons(session, course)
+
+        async def load(connection: AsyncConnection) -> CourseWithLessons | None:
+            return await store.course_with_lessons_by_id(connection, course_id)
+
+        found = await read(self._engine, load)
+        if found is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        ensure_enrollable(found.course)
+        return found
 
     # --- lessons -------------------------------------------------------------------------------
 
@@ -172,8 +186,11 @@ class Catalog:
             return created
 
     async def get_lesson(self, caller: Claims, lesson_id: int) -> Lesson:
-        async with self._sessions() as session:
-            found = await store.lesson_by_id(session, lesson_id)
+
+        async def load(connection: AsyncConnection) -> tuple[Lesson, Course] | None:
+            return await store.lesson_by_id(connection, lesson_id)
+
+        found = await read(self._engine, load)
         if found is None or not is_lesson_readable(found[1], caller):
             raise NotFound(LESSON_NOT_FOUND)
         return found[0]
@@ -194,15 +211,19 @@ class Catalog:
         if unpaged and not course_id and ids is None:
             raise InvalidArgument.on_field("unpaged", UNPAGED_NEEDS_FILTER)
         window = page_request(page, page_size)
-        async with self._sessions() as session:
+        scope = list_scope(caller)
+
+        async def load(connection: AsyncConnection) -> tuple[list[Lesson], int]:
             return await store.list_lessons(
-                session,
-                list_scope(caller),
+                connection,
+                scope,
                 course_id=course_id or None,
                 course_ids=ids,
                 offset=0 if unpaged else window.offset,
                 limit=None if unpaged else window.limit,
             )
+
+        return await read(self._engine, load)
 
     async def update_lesson(
         self,
