@@ -1,6 +1,8 @@
 """Catalog use cases: each loads what the rules need, applies them, and writes, in one
-transaction. The caller is always the verified token's claims; nothing about visibility comes
-from the request. api.py only translates to and from protos.
+transaction (`libs.db.write`: its `work` does nothing but database work, so a transaction whose
+connection dropped before COMMIT can run again); reads go through `libs.db.read`. The caller
+is always the verified token's claims; nothing about visibility comes from the request. api.py
+only translates to and from protos.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
-from libs.db import engine_of, read, transaction
+from libs.db import engine_of, read, write
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
 from services.catalog import store
@@ -73,7 +75,8 @@ class Catalog:
         """`values` holds every writable field (COURSE_FIELDS)."""
         ensure_can_create_course(caller)
         fields = clean_course_fields(values, COURSE_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> CourseWithLessons:
             number = await store.next_course_number(session)
             course = await store.insert_course(
                 session,
@@ -83,7 +86,9 @@ class Catalog:
                 **fields,
             )
             await record_change(session, course_change(course))
-        return CourseWithLessons(course, [])
+            return CourseWithLessons(course, [])
+
+        return await write(self._sessions, work)
 
     async def get_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
         async def load(connection: AsyncConnection) -> CourseWithLessons | None:
@@ -114,7 +119,8 @@ class Catalog:
     ) -> CourseWithLessons:
         """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
         fields = parse_update_mask(mask, COURSE_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> CourseWithLessons:
             course = await self._owned_course(session, caller, course_id, lock="update")
             cleaned = clean_course_fields(values, fields)
             if cleaned:
@@ -122,19 +128,25 @@ class Catalog:
                 await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
 
+        return await write(self._sessions, work)
+
     async def delete_course(self, caller: Claims, course_id: int) -> None:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> None:
             course = await self._owned_course(session, caller, course_id, lock="update")
             await record_change(session, await store.soft_delete_course(session, course.id))
 
+        return await write(self._sessions, work)
+
     async def publish_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> CourseWithLessons:
             # Locked, so two concurrent publishes cannot both see a draft.
             course = await self._owned_course(session, caller, course_id, lock="update")
             ensure_publishable(course)
             course = await store.publish_course(session, course.id)
             await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
+
+        return await write(self._sessions, work)
 
     async def course_for_enrollment(self, caller: Claims, course_id: int) -> CourseWithLessons:
         """For the learning service: a published course with its lessons, or why not."""
@@ -154,7 +166,8 @@ class Catalog:
         self, caller: Claims, course_id: int, *, title: str, content: str, order: int
     ) -> Lesson:
         self._require_course_id(course_id)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> Lesson:
             course = await self._owned_course(session, caller, course_id)
             lesson = clean_new_lesson(title, content, order)
             change = await self._lessons_change(session, course.id)
@@ -164,14 +177,17 @@ class Catalog:
                 # The unique index decided (also under concurrent creates of the same order).
                 raise order_taken() from None
             await record_change(session, change)
-        return created[0]
+            return created[0]
+
+        return await write(self._sessions, work)
 
     async def bulk_create_lessons(
         self, caller: Claims, course_id: int, lessons: Sequence[NewLesson]
     ) -> list[Lesson]:
         """All lessons in one transaction, or none."""
         self._require_course_id(course_id)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> list[Lesson]:
             course = await self._owned_course(session, caller, course_id)
             cleaned = clean_new_lessons(lessons)
             change = await self._lessons_change(session, course.id)
@@ -184,6 +200,8 @@ class Catalog:
                 raise FailedPrecondition.on_field("lessons", ORDERS_RACED) from None
             await record_change(session, change)
             return created
+
+        return await write(self._sessions, work)
 
     async def get_lesson(self, caller: Claims, lesson_id: int) -> Lesson:
 
@@ -234,7 +252,8 @@ class Catalog:
     ) -> Lesson:
         """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
         fields = parse_update_mask(mask, LESSON_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> Lesson:
             lesson = await self._owned_lesson(session, caller, lesson_id)
             cleaned = clean_lesson_fields(values, fields)
             if not cleaned:
@@ -249,13 +268,17 @@ class Catalog:
             await record_change(session, change)
             return updated
 
+        return await write(self._sessions, work)
+
     async def delete_lesson(self, caller: Claims, lesson_id: int) -> None:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> None:
             lesson = await self._owned_lesson(session, caller, lesson_id)
             change = await self._lessons_change(session, lesson.course_id)
             if not await store.soft_delete_lesson(session, lesson.id):
                 raise NotFound(LESSON_NOT_FOUND)
             await record_change(session, change)
+
+        return await write(self._sessions, work)
 
     # --- shared lookups ------------------------------------------------------------------------
 
