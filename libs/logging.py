@@ -7,15 +7,26 @@ One policy for every process, applied to structlog events and stdlib records ali
 - secrets are redacted by one processor (`redact`): values of keys that name a secret, and
   anything shaped like a bearer token or a JWT inside any string;
 - a line is bounded: long strings are cut and a traceback keeps at most `MAX_FRAMES` frames.
+
+Cheap at INFO (one access line per request and per RPC): JSON by orjson, the timestamp's
+seconds formatted once per second, the redaction regex run only on text that could hold a
+secret, and the write itself done by one background thread (`_LineWriter`), never on the event
+loop; what is queued is written out at exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import queue
 import re
 import sys
-from typing import Any, cast
+import threading
+import time
+from typing import IO, Any, cast
 
+import orjson
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, FilteringBoundLogger, Processor
@@ -63,12 +74,29 @@ def _add_request_id(_: object, __: str, event: EventDict) -> EventDict:
     return event
 
 
+# Keys seen so far and whether they name a secret: a process logs a few dozen distinct keys.
+_SECRET_KEY_CACHE: dict[str, bool] = {}
+_SECRET_KEY_CACHE_MAX = 4096
+
+
 def _is_secret_key(key: object) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in SECRET_KEYS
+    if not isinstance(key, str):
+        return False
+    known = _SECRET_KEY_CACHE.get(key)
+    if known is None:
+        known = key.lower().replace("-", "_") in SECRET_KEYS
+        if len(_SECRET_KEY_CACHE) < _SECRET_KEY_CACHE_MAX:
+            _SECRET_KEY_CACHE[key] = known
+    return known
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False only when `_SECRET_TEXT` cannot match: both of its forms need these letters."""
+    return "eyJ" in text or "bearer" in text.lower()
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_TEXT.sub(REDACTED, text)
+    return _SECRET_TEXT.sub(REDACTED, text) if _may_hold_secret(text) else text
 
 
 def _clean(value: Any, depth: int = 0) -> Any:
@@ -93,9 +121,23 @@ def _clean(value: Any, depth: int = 0) -> Any:
     return _clean(repr(value), depth)  # anything else is logged as its (redacted) repr
 
 
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
 def redact(_: object, __: str, event: EventDict) -> EventDict:
-    """The one redaction processor: runs last before rendering, over every field."""
-    return {key: REDACTED if _is_secret_key(key) else _clean(value) for key, value in event.items()}
+    """The one redaction processor: runs last before rendering, over every field. Numbers and
+    short text without a secret's shape (an access line's every field) pass as they are."""
+    cleaned: EventDict = {}
+    for key, value in event.items():
+        if _is_secret_key(key):
+            cleaned[key] = REDACTED
+        elif type(value) in _PLAIN or (
+            type(value) is str and len(value) <= MAX_STRING_CHARS and not _may_hold_secret(value)
+        ):
+            cleaned[key] = value
+        else:
+            cleaned[key] = _clean(value)
+    return cleaned
 
 
 # Type, message and frames (file, line, function) of an exception, without locals.
@@ -127,6 +169,134 @@ def _exception_as_text(_: object, __: str, event: EventDict) -> EventDict:
     return event
 
 
+class _Timestamp:
+    """`timestamp`: ISO 8601 UTC with microseconds, like TimeStamper(fmt="iso", utc=True), with
+    the date and time of day formatted once per second instead of on every line."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _: object, __: str, event: EventDict) -> EventDict:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event["timestamp"] = f"{self._prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
+
+
+def _render_json(_: object, __: str, event: EventDict) -> bytes:
+    """One JSON line (orjson); values orjson refuses (integers past 64 bits) fall back to json."""
+    try:
+        return orjson.dumps(event, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json.dumps(event, default=repr) + "\n").encode()
+
+
+def _render_json_text(logger: object, name: str, event: EventDict) -> str:
+    """The same line as text, for stdlib's formatter (which wants a str, without the newline)."""
+    return _render_json(logger, name, event)[:-1].decode()
+
+
+class _LineWriter:
+    """Writes log lines to a stream from one background thread, so a full pipe or a slow
+    terminal never blocks the event loop; lines queued together go out in one write.
+
+    Lines keep their order (one queue for structlog and stdlib records alike). `close` (at
+    exit) writes out everything queued; a line logged after that is written directly.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def write(self, line: bytes) -> None:
+        if self._closed:
+            self._write(line)
+        else:
+            self._queue.put(line)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            self._write(b"".join(line for line in batch if line is not None))
+            if None in batch:
+                return
+
+    def _write(self, data: bytes) -> None:
+        if not data:
+            return
+        try:
+            buffer = getattr(self._stream, "buffer", None)
+            if buffer is not None:
+                self._stream.flush()  # whatever was printed as text first
+                buffer.write(data)
+                buffer.flush()
+            else:
+                self._stream.write(data.decode("utf-8", "replace"))
+                self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or gone: nothing left to tell
+
+
+_writers: dict[int, _LineWriter] = {}
+
+
+def _writer_for(stream: IO[str]) -> _LineWriter:
+    """One writer (and thread) per stream, however often logging is configured."""
+    writer = _writers.get(id(stream))
+    if writer is None or writer._stream is not stream:
+        writer = _writers[id(stream)] = _LineWriter(stream)
+    return writer
+
+
+class _QueuedLogger:
+    """structlog's final logger: hands the rendered line to the background writer."""
+
+    def __init__(self, writer: _LineWriter) -> None:
+        self._writer = writer
+
+    def msg(self, message: bytes | str) -> None:
+        if isinstance(message, str):
+            message = (message + "\n").encode("utf-8", "replace")
+        self._writer.write(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class _QueuedHandler(logging.Handler):
+    """stdlib records, formatted by the caller (the formatter runs the same policy), written by
+    the background writer."""
+
+    def __init__(self, writer: _LineWriter) -> None:
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write((self.format(record) + "\n").encode("utf-8", "replace"))
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
 def _name_uvicorn_logger(_: object, __: str, event: EventDict) -> EventDict:
     # uvicorn logs everything, "Started server process" included, as `uvicorn.error`: a normal
     # start printed a dozen lines matching "error". The name says nothing, so it is dropped.
@@ -149,34 +319,37 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     # never from exc_info (its own formatter would print unbounded frames, with locals if rich
     # is installed).
     as_json = use_json(json)
-    renderers: list[Processor] = (
-        [structlog.processors.JSONRenderer()]
-        if as_json
-        else [_exception_as_text, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-    )
+    console: list[Processor] = [
+        _exception_as_text,
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+    ]
+    renderers: list[Processor] = [_render_json] if as_json else console
+    text_renderers: list[Processor] = [_render_json_text] if as_json else console
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
         add_trace_ids,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Timestamp(),
     ]
+    writer = _writer_for(sys.stderr)
+    final_logger = _QueuedLogger(writer)
     structlog.configure(
         processors=[*shared, _format_exceptions, redact, *renderers],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *_: final_logger,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Route stdlib logging (uvicorn, grpc, sqlalchemy warnings) through the same policy.
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _QueuedHandler(writer)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _format_exceptions,
                 redact,
-                *renderers,
+                *text_renderers,
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _name_uvicorn_logger],
         )

@@ -18,5 +18,13 @@ def to_timestamp(value: datetime | None) -> Timestamp | None:
     return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
+def set_timestamp(target: Timestamp, value: datetime) -> None:
+    """Writes an aware `value` into a message's Timestamp field in place: no Timestamp object
+    made and copied per value (list pages set 440 of them)."""
+    delta = value - _EPOCH  # aware minus aware: the offset is accounted for
+    target.seconds = delta.days * 86_400 + delta.seconds
+    target.nanos = delta.microseconds * 1000
+
+
 def from_timestamp(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)

@@ -9,13 +9,14 @@ unique index, which is what settles concurrent creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from libs.db import clock_now, row_columns, schema_metadata, to_row
+from libs.db import clock_now, from_row, row_columns, schema_metadata, to_row
 from libs.outbox import Outbox
 from libs.paging import past_the_end
 from services.catalog import SCHEMA
@@ -107,6 +108,8 @@ outbox = Outbox(metadata)
 UNIQUE_VIOLATION = "23505"
 
 Lock = Literal["update"] | None
+# Reads run on a Core connection (libs.db.read) or inside a write's session; both execute Core.
+Executor: TypeAlias = AsyncSession | AsyncConnection
 
 
 class OrderTaken(Exception):
@@ -119,11 +122,11 @@ _LESSON_ORDERING = (lessons.c.course_id, lessons.c.position, lessons.c.id)
 
 
 def _course(row: sa.Row) -> Course:
-    return to_row(Course, row)
+    return from_row(Course, row)
 
 
 def _lesson(row: sa.Row) -> Lesson:
-    return to_row(Lesson, row)
+    return from_row(Lesson, row)
 
 
 def _is_order_conflict(error: IntegrityError) -> bool:
@@ -170,7 +173,7 @@ async def insert_course(
     return _course((await session.execute(statement)).one())
 
 
-async def course_by_id(session: AsyncSession, course_id: int, lock: Lock = None) -> Course | None:
+async def course_by_id(session: Executor, course_id: int, lock: Lock = None) -> Course | None:
     statement = sa.select(*_COURSE_COLUMNS).where(
         courses.c.id == course_id, courses.c.deleted_at.is_(None)
     )
@@ -246,31 +249,65 @@ def _course_conditions(scope: ListScope, ids: Sequence[int] | None) -> list[sa.C
     return conditions
 
 
+# The lessons of a page's courses: `= ANY(array)` keeps one statement text whatever the number
+# of ids (an expanded IN list is a new text per count), so psycopg prepares it once per connection.
+_LESSONS_OF_COURSES = (
+    sa.select(*_LESSON_COLUMNS)
+    .where(
+        lessons.c.course_id == sa.any_(sa.bindparam("course_ids", type_=ARRAY(sa.BigInteger))),
+        lessons.c.deleted_at.is_(None),
+    )
+    .order_by(*_LESSON_ORDERING)
+)
+
+
 async def lessons_of_courses(
-    session: AsyncSession, course_ids: Sequence[int]
+    session: Executor, course_ids: Sequence[int]
 ) -> dict[int, list[Lesson]]:
     """Every live lesson of the given courses, by order, in ONE statement whatever their number."""
     by_course: dict[int, list[Lesson]] = {course_id: [] for course_id in course_ids}
     if not course_ids:
         return by_course
-    statement = (
-        sa.select(*_LESSON_COLUMNS)
-        .where(lessons.c.course_id.in_(course_ids), lessons.c.deleted_at.is_(None))
-        .order_by(*_LESSON_ORDERING)
-    )
-    for row in (await session.execute(statement)).all():
+    result = await session.execute(_LESSONS_OF_COURSES, {"course_ids": list(course_ids)})
+    for row in result:
         lesson = _lesson(row)
         by_course[lesson.course_id].append(lesson)
     return by_course
 
 
-async def course_with_lessons(session: AsyncSession, course: Course) -> CourseWithLessons:
+async def course_with_lessons(session: Executor, course: Course) -> CourseWithLessons:
     lessons_by_course = await lessons_of_courses(session, [course.id])
     return CourseWithLessons(course, lessons_by_course[course.id])
 
 
+_COURSE_FIELD_COUNT = len(_COURSE_COLUMNS)
+# A live course and its live lessons in ONE statement (the course row repeats per lesson; a
+# course without lessons comes back as one row of NULL lesson columns).
+_COURSE_WITH_LESSONS = (
+    sa.select(*_COURSE_COLUMNS, *(c.label(f"lesson__{c.name}") for c in _LESSON_COLUMNS))
+    .select_from(
+        courses.outerjoin(
+            lessons, sa.and_(lessons.c.course_id == courses.c.id, lessons.c.deleted_at.is_(None))
+        )
+    )
+    .where(courses.c.id == sa.bindparam("course_id"), courses.c.deleted_at.is_(None))
+    .order_by(lessons.c.position, lessons.c.id)
+)
+
+
+async def course_with_lessons_by_id(session: Executor, course_id: int) -> CourseWithLessons | None:
+    """The course with every live lesson by order, or None when there is no live course."""
+    rows = (await session.execute(_COURSE_WITH_LESSONS, {"course_id": course_id})).all()
+    if not rows:
+        return None
+    split = _COURSE_FIELD_COUNT
+    course = Course(*rows[0][:split])
+    found = [Lesson(*row[split:]) for row in rows if row[split] is not None]
+    return CourseWithLessons(course, found)
+
+
 async def list_courses(
-    session: AsyncSession,
+    session: Executor,
     scope: ListScope,
     ids: Sequence[int] | None,
     *,
@@ -345,7 +382,7 @@ async def insert_lessons(
     return sorted((_lesson(row) for row in rows), key=lambda lesson: lesson.order)
 
 
-async def lesson_by_id(session: AsyncSession, lesson_id: int) -> tuple[Lesson, Course] | None:
+async def lesson_by_id(session: Executor, lesson_id: int) -> tuple[Lesson, Course] | None:
     """A live lesson of a live course, with its course."""
     statement = (
         sa.select(*_LESSON_COLUMNS, *(c.label(f"course__{c.name}") for c in _COURSE_COLUMNS))
@@ -403,7 +440,7 @@ def _lesson_conditions(
 
 
 async def list_lessons(
-    session: AsyncSession,
+    session: Executor,
     scope: ListScope,
     *,
     course_id: int | None,

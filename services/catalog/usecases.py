@@ -1,16 +1,18 @@
 """Catalog use cases: each loads what the rules need, applies them, and writes, in one
-transaction. The caller is always the verified token's claims; nothing about visibility comes
-from the request. api.py only translates to and from protos.
+transaction (`libs.db.write`: its `work` does nothing but database work, so a transaction whose
+connection dropped before COMMIT can run again); reads go through `libs.db.read`. The caller
+is always the verified token's claims; nothing about visibility comes from the request. api.py
+only translates to and from protos.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
-from libs.db import transaction
+from libs.db import engine_of, read, write
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
 from services.catalog import store
@@ -64,6 +66,8 @@ async def record_change(session: AsyncSession, change: CourseChange) -> None:
 class Catalog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        # Reads go through libs.db.read: a Core connection, no session, retried once on a drop.
+        self._engine = engine_of(sessions)
 
     # --- courses -------------------------------------------------------------------------------
 
@@ -71,7 +75,8 @@ class Catalog:
         """`values` holds every writable field (COURSE_FIELDS)."""
         ensure_can_create_course(caller)
         fields = clean_course_fields(values, COURSE_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> CourseWithLessons:
             number = await store.next_course_number(session)
             course = await store.insert_course(
                 session,
@@ -81,29 +86,41 @@ class Catalog:
                 **fields,
             )
             await record_change(session, course_change(course))
-        return CourseWithLessons(course, [])
+            return CourseWithLessons(course, [])
+
+        return await write(self._sessions, work)
 
     async def get_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
-        async with self._sessions() as session:
-            course = visible(await store.course_by_id(session, course_id), caller)
-            return await store.course_with_lessons(session, course)
+        async def load(connection: AsyncConnection) -> CourseWithLessons | None:
+            return await store.course_with_lessons_by_id(connection, course_id)
+
+        found = await read(self._engine, load)
+        if found is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        visible(found.course, caller)
+        return found
 
     async def list_courses(
         self, caller: Claims, *, page: int, page_size: int, course_ids: Sequence[int]
     ) -> tuple[list[CourseWithLessons], int]:
         window = page_request(page, page_size)
         ids = clean_id_filter(course_ids, "course_ids")
-        async with self._sessions() as session:
+        scope = list_scope(caller)
+
+        async def load(connection: AsyncConnection) -> tuple[list[CourseWithLessons], int]:
             return await store.list_courses(
-                session, list_scope(caller), ids, offset=window.offset, limit=window.limit
+                connection, scope, ids, offset=window.offset, limit=window.limit
             )
+
+        return await read(self._engine, load)
 
     async def update_course(
         self, caller: Claims, course_id: int, values: Mapping[str, str], mask: Sequence[str]
     ) -> CourseWithLessons:
         """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
         fields = parse_update_mask(mask, COURSE_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> CourseWithLessons:
             course = await self._owned_course(session, caller, course_id, lock="update")
             cleaned = clean_course_fields(values, fields)
             if cleaned:
@@ -111,13 +128,17 @@ class Catalog:
                 await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
 
+        return await write(self._sessions, work)
+
     async def delete_course(self, caller: Claims, course_id: int) -> None:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> None:
             course = await self._owned_course(session, caller, course_id, lock="update")
             await record_change(session, await store.soft_delete_course(session, course.id))
 
+        return await write(self._sessions, work)
+
     async def publish_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> CourseWithLessons:
             # Locked, so two concurrent publishes cannot both see a draft.
             course = await self._owned_course(session, caller, course_id, lock="update")
             ensure_publishable(course)
@@ -125,14 +146,19 @@ class Catalog:
             await record_change(session, course_change(course))
             return await store.course_with_lessons(session, course)
 
+        return await write(self._sessions, work)
+
     async def course_for_enrollment(self, caller: Claims, course_id: int) -> CourseWithLessons:
         """For the learning service: a published course with its lessons, or why not."""
-        async with self._sessions() as session:
-            course = await store.course_by_id(session, course_id)
-            if course is None:
-                raise NotFound(COURSE_NOT_FOUND)
-            ensure_enrollable(course)
-            return await store.course_with_lessons(session, course)
+
+        async def load(connection: AsyncConnection) -> CourseWithLessons | None:
+            return await store.course_with_lessons_by_id(connection, course_id)
+
+        found = await read(self._engine, load)
+        if found is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        ensure_enrollable(found.course)
+        return found
 
     # --- lessons -------------------------------------------------------------------------------
 
@@ -140,7 +166,8 @@ class Catalog:
         self, caller: Claims, course_id: int, *, title: str, content: str, order: int
     ) -> Lesson:
         self._require_course_id(course_id)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> Lesson:
             course = await self._owned_course(session, caller, course_id)
             lesson = clean_new_lesson(title, content, order)
             change = await self._lessons_change(session, course.id)
@@ -150,14 +177,17 @@ class Catalog:
                 # The unique index decided (also under concurrent creates of the same order).
                 raise order_taken() from None
             await record_change(session, change)
-        return created[0]
+            return created[0]
+
+        return await write(self._sessions, work)
 
     async def bulk_create_lessons(
         self, caller: Claims, course_id: int, lessons: Sequence[NewLesson]
     ) -> list[Lesson]:
         """All lessons in one transaction, or none."""
         self._require_course_id(course_id)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> list[Lesson]:
             course = await self._owned_course(session, caller, course_id)
             cleaned = clean_new_lessons(lessons)
             change = await self._lessons_change(session, course.id)
@@ -171,9 +201,14 @@ class Catalog:
             await record_change(session, change)
             return created
 
+        return await write(self._sessions, work)
+
     async def get_lesson(self, caller: Claims, lesson_id: int) -> Lesson:
-        async with self._sessions() as session:
-            found = await store.lesson_by_id(session, lesson_id)
+
+        async def load(connection: AsyncConnection) -> tuple[Lesson, Course] | None:
+            return await store.lesson_by_id(connection, lesson_id)
+
+        found = await read(self._engine, load)
         if found is None or not is_lesson_readable(found[1], caller):
             raise NotFound(LESSON_NOT_FOUND)
         return found[0]
@@ -194,15 +229,19 @@ class Catalog:
         if unpaged and not course_id and ids is None:
             raise InvalidArgument.on_field("unpaged", UNPAGED_NEEDS_FILTER)
         window = page_request(page, page_size)
-        async with self._sessions() as session:
+        scope = list_scope(caller)
+
+        async def load(connection: AsyncConnection) -> tuple[list[Lesson], int]:
             return await store.list_lessons(
-                session,
-                list_scope(caller),
+                connection,
+                scope,
                 course_id=course_id or None,
                 course_ids=ids,
                 offset=0 if unpaged else window.offset,
                 limit=None if unpaged else window.limit,
             )
+
+        return await read(self._engine, load)
 
     async def update_lesson(
         self,
@@ -213,7 +252,8 @@ class Catalog:
     ) -> Lesson:
         """Changes the masked fields; an empty mask changes nothing (ownership still checked)."""
         fields = parse_update_mask(mask, LESSON_FIELDS)
-        async with transaction(self._sessions) as session:
+
+        async def work(session: AsyncSession) -> Lesson:
             lesson = await self._owned_lesson(session, caller, lesson_id)
             cleaned = clean_lesson_fields(values, fields)
             if not cleaned:
@@ -228,13 +268,17 @@ class Catalog:
             await record_change(session, change)
             return updated
 
+        return await write(self._sessions, work)
+
     async def delete_lesson(self, caller: Claims, lesson_id: int) -> None:
-        async with transaction(self._sessions) as session:
+        async def work(session: AsyncSession) -> None:
             lesson = await self._owned_lesson(session, caller, lesson_id)
             change = await self._lessons_change(session, lesson.course_id)
             if not await store.soft_delete_lesson(session, lesson.id):
                 raise NotFound(LESSON_NOT_FOUND)
             await record_change(session, change)
+
+        return await write(self._sessions, work)
 
     # --- shared lookups ------------------------------------------------------------------------
 

@@ -43,6 +43,20 @@ def _names(name: str) -> frozenset[str] | None:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
 
 
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _levels(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    levels = tuple(dict.fromkeys(part.strip().upper() for part in raw.split(",") if part.strip()))
+    unknown = [level for level in levels if level not in LEVELS]
+    if unknown or not levels:
+        raise BenchError(f"{name} takes a comma-separated subset of {', '.join(LEVELS)}")
+    return levels
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     # An already running platform; None: the bench starts its own on a fresh database.
@@ -66,6 +80,13 @@ class BenchConfig:
     # Concurrency of the seeding clients.
     seed_concurrency: int
     keep_database: bool
+    # One platform per level, each running the same scenarios in the same run; the first is
+    # the one the budget table, SQL counts and the sweep come from. Ours only.
+    log_levels: tuple[str, ...]
+    # pgbench -S before and after the scenarios (the floor budgets are fractions of).
+    floor: bool
+    # The per-process CPU table.
+    cpu: bool
 
     @classmethod
     def from_env(cls) -> BenchConfig:
@@ -87,6 +108,9 @@ class BenchConfig:
             complete_rate_cap=_int("BENCH_COMPLETE_RATE_CAP", 1000),
             seed_concurrency=_int("BENCH_SEED_CONCURRENCY", 8),
             keep_database=_flag("BENCH_KEEP_DATABASE", False),
+            log_levels=_levels("BENCH_LOG_LEVELS", ("WARNING", "INFO")),
+            floor=_flag("BENCH_FLOOR", True),
+            cpu=_flag("BENCH_CPU", True),
         )
         if config.duration_s < 1 or config.connections < 1 or config.threads < 1:
             raise BenchError("BENCH_DURATION, BENCH_CONNECTIONS and BENCH_THREADS must be >= 1")

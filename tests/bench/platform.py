@@ -4,20 +4,24 @@ PostgreSQL: the DATABASE_URL server, else 127.0.0.1:5432 if it answers, else the
 in each case a new database `cp_bench_<random>` that is dropped afterwards. Redis: REDIS_URL, else
 a private embedded Redis, so the bench's completion events never reach a developer's notifier.
 Every port is a free one, so a `make run` already up on the default ports is left alone.
+One run may start the platform several times on the same database and Redis, once per log
+level (BENCH_LOG_LEVELS), one after another; each writes its JSON logs to a file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -36,8 +40,8 @@ LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 READY_TIMEOUT_S = 60.0
 # Settings that differ from `make run`: nothing that changes how a request is served. (Plus
 # SQL_STATEMENT_COUNTING unless BENCH_SQL=0: a listener call per statement, within noise.)
+# LOG_LEVEL is the run's (BENCH_LOG_LEVELS): each level gets a platform of its own.
 BENCH_ENV = {
-    "LOG_LEVEL": "WARNING",  # an INFO access line per request would be the main cost measured
     "JWT_ACCESS_TTL_S": "3600",  # a full run with the sweep outlives the default 15 minutes
 }
 
@@ -67,6 +71,13 @@ class Platform:
     targets: dict[str, str]
     # libpq URL of the database the services use (None when the platform is not ours).
     database_url: str | None
+    # The LOG_LEVEL its processes run at (None: not ours, unknown) and where their logs go.
+    log_level: str | None = None
+    log_path: Path | None = None
+    # Process ids by name (ours only), for the CPU table.
+    pids: dict[str, int] = field(default_factory=dict)
+    # The database's name (ours only): its backends count as `postgres` in the CPU table.
+    database: str | None = None
 
 
 def targets_from_settings(settings: Settings) -> dict[str, str]:
@@ -117,8 +128,20 @@ def _wait_ready(base_url: str, children: devstack.Children) -> None:
     raise BenchError(f"the platform was not ready within {READY_TIMEOUT_S:.0f} s: {last}")
 
 
+@dataclass(frozen=True)
+class Servers:
+    """What every platform of one bench run shares: PostgreSQL (one fresh database), Redis."""
+
+    env: dict[str, str]
+    admin_url: str
+    database_url: str
+    database: str
+    scratch: Path
+
+
 @contextmanager
-def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterator[Platform]:
+def bench_servers(keep_database: bool = False) -> Iterator[Servers]:
+    """A fresh, migrated database and a Redis, for one or more platforms in turn."""
     stack = devstack.Stack()
     if "DATABASE_URL" not in stack.env and postgres_answers(LOCAL_POSTGRES):
         stack.env["DATABASE_URL"] = LOCAL_POSTGRES
@@ -127,7 +150,6 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
     if "REDIS_URL" not in stack.env:
         redis = EmbeddedRedis(scratch / "redis")
         stack.env["REDIS_URL"] = redis.url()
-    children: devstack.Children = []
     admin_url: str | None = None
     name = f"cp_bench_{uuid.uuid4().hex[:10]}"
     try:
@@ -138,23 +160,8 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
         log(f"bench database {name} on {admin_url.rsplit('@', 1)[-1]}")
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the report's
             stack.migrate()
-        ports = _port_env()
-        stack.env.update(ports)
-        stack.env.update(BENCH_ENV)
-        stack.env.update(observability_env())
-        stack.env["SQL_STATEMENT_COUNTING"] = "true" if count_sql else "false"
-        stack.env["MAIL_DIR"] = str(scratch / "mail")
-        children = devstack.start_processes(stack.env)
-        base_url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
-        _wait_ready(base_url, children)
-        settings = Settings(**{key.lower(): value for key, value in ports.items()})
-        yield Platform(
-            base_url=base_url,
-            targets=targets_from_settings(settings),
-            database_url=database_url,
-        )
+        yield Servers(dict(stack.env), admin_url, database_url, name, scratch)
     finally:
-        devstack.stop_processes(children)
         if admin_url is not None:
             if keep_database:
                 log(f"kept the bench database {name}")
@@ -163,3 +170,50 @@ def own_platform(keep_database: bool = False, count_sql: bool = True) -> Iterato
         stack.stop_servers()
         if redis is not None:
             redis.stop()
+
+
+def _start(env: dict[str, str], log_file: IO[bytes]) -> devstack.Children:
+    """devstack's processes, in its order, with their logs (stderr) going to `log_file`, as a
+    container runtime would collect them, rather than to the bench's terminal."""
+    children: devstack.Children = []
+    for name, module in devstack.PROCESSES:
+        command = [sys.executable, "-m", module]
+        children.append((name, subprocess.Popen(command, env=env, stderr=log_file)))
+        time.sleep(0.3)
+    return children
+
+
+@contextmanager
+def own_platform(
+    servers: Servers, log_level: str = "WARNING", count_sql: bool = True
+) -> Iterator[Platform]:
+    """`make run`'s processes on the shared servers at `log_level`, on free ports."""
+    env = dict(servers.env)
+    ports = _port_env()
+    env.update(ports)
+    env.update(BENCH_ENV)
+    env.update(observability_env())
+    env["LOG_LEVEL"] = log_level
+    env["LOG_JSON"] = "true"  # what a log collector gets
+    env["SQL_STATEMENT_COUNTING"] = "true" if count_sql else "false"
+    env["MAIL_DIR"] = str(servers.scratch / "mail")
+    log_path = servers.scratch / f"platform-{log_level.lower()}-{uuid.uuid4().hex[:6]}.log"
+    children: devstack.Children = []
+    with log_path.open("wb") as log_file:
+        try:
+            log(f"starting the platform at LOG_LEVEL={log_level} (logs: {log_path})")
+            children = _start(env, log_file)
+            base_url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
+            _wait_ready(base_url, children)
+            settings = Settings(**{key.lower(): value for key, value in ports.items()})
+            yield Platform(
+                base_url=base_url,
+                targets=targets_from_settings(settings),
+                database_url=servers.database_url,
+                log_level=log_level,
+                log_path=log_path,
+                pids={name: child.pid for name, child in children},
+                database=servers.database,
+            )
+        finally:
+            devstack.stop_processes(children)

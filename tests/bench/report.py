@@ -4,44 +4,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tests.bench.cpu import MACHINE, ordered_groups
 from tests.bench.scenarios import Budget
 from tests.bench.wrk import LoadResult
 
-# The scale sweep's budget: requests/s may fall by at most this fraction.
-SWEEP_MAX_DROP = 0.20
+# The scale sweep's budget: requests/s may fall by at most this fraction of the base rate.
+SWEEP_MAX_DROP = 0.10
+# What INFO logging may cost against WARNING, in requests/s, on every scenario.
+LOG_MAX_COST = 0.10
 
 
 @dataclass
 class Row:
     name: str
     budget: Budget | None
-    rest: LoadResult
+    # None: not measured (`skipped` says why).
+    rest: LoadResult | None
     grpc: LoadResult | None = None
     sql_per_request: float | None = None
     notes: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    # CPU ms per request by process group (tests/bench/cpu.py).
+    cpu: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def budget_met(self) -> bool | None:
-        if self.budget is None:
+    def budget_met(self, floor_tps: float | None) -> bool | None:
+        """None: nothing to judge (no budget, not measured, or a fraction without a floor)."""
+        if self.budget is None or self.rest is None:
+            return None
+        required = self.budget.required_rps(floor_tps)
+        if required is None:
             return None
         clean = self.rest.non_2xx == 0 and self.rest.socket_errors == 0
-        return clean and self.budget.met(self.rest.rps, self.rest.p99_ms)
+        return clean and self.rest.rps >= required and self.rest.p99_ms <= self.budget.max_p99_ms
 
-    def verdict(self) -> str:
-        met = self.budget_met
-        if met is None:
+    def verdict(self, floor_tps: float | None) -> str:
+        if self.rest is None:
+            return f"n/a: {self.skipped}"
+        if self.budget is None:
             return "no budget"
-        if met:
+        required = self.budget.required_rps(floor_tps)
+        if required is None:
+            return "n/a: no pgbench floor measured"
+        if self.budget_met(floor_tps):
             return "met"
-        assert self.budget is not None
         misses = []
-        if self.rest.rps < self.budget.min_rps:
-            misses.append(f"req/s < {self.budget.min_rps:g}")
+        if self.rest.rps < required:
+            misses.append(f"req/s {self.rest.rps / required - 1:+.0%} (needs {_num(required)}/s)")
         if self.rest.p99_ms > self.budget.max_p99_ms:
-            misses.append(f"p99 > {self.budget.max_p99_ms:g} ms")
+            misses.append(f"p99 +{self.rest.p99_ms - self.budget.max_p99_ms:.1f} ms")
         if self.rest.non_2xx or self.rest.socket_errors:
-            misses.append("errors")
-        return "NOT MET (" + ", ".join(misses) + ")"
+            misses.append(f"{self.rest.non_2xx + self.rest.socket_errors} errors")
+        return "MISSED: " + ", ".join(misses)
 
 
 @dataclass
@@ -58,6 +71,27 @@ class SweepRow:
     def budget_met(self) -> bool:
         clean = self.large.non_2xx == 0 and self.large.socket_errors == 0
         return clean and self.change >= -SWEEP_MAX_DROP
+
+
+@dataclass
+class LogRow:
+    """One scenario at the quiet level and at the chattier one, in the same run."""
+
+    name: str
+    quiet: LoadResult
+    loud: LoadResult
+    # CPU ms per request of the platform and its database backends at each level (0: unknown).
+    quiet_cpu_ms: float = 0.0
+    loud_cpu_ms: float = 0.0
+
+    @property
+    def cost(self) -> float:
+        """The fraction of requests/s the chattier level loses (negative: it was faster)."""
+        return 1 - self.loud.rps / self.quiet.rps if self.quiet.rps else 0.0
+
+    @property
+    def budget_met(self) -> bool:
+        return self.cost <= LOG_MAX_COST
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -78,10 +112,11 @@ def _num(value: float, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def main_table(rows: list[Row]) -> str:
+def main_table(rows: list[Row], floor_tps: float | None) -> str:
     header = [
         "scenario",
         "req/s",
+        "of floor",
         "p50 ms",
         "p99 ms",
         "non-2xx",
@@ -89,28 +124,28 @@ def main_table(rows: list[Row]) -> str:
         "gRPC req/s",
         "REST/gRPC",
         "budget",
-        "budget met",
+        "verdict",
     ]
     cells = []
     for row in rows:
-        grpc = row.grpc
-        budget = (
-            f">= {_num(row.budget.min_rps)}/s, p99 <= {row.budget.max_p99_ms:g} ms"
-            if row.budget
-            else "-"
-        )
+        rest, grpc = row.rest, row.grpc
+        budget = row.budget.describe() if row.budget else "-"
+        if rest is None:
+            cells.append([row.name, *(["-"] * 8), budget, row.verdict(floor_tps)])
+            continue
         cells.append(
             [
                 row.name,
-                _num(row.rest.rps),
-                _num(row.rest.p50_ms, 1),
-                _num(row.rest.p99_ms, 1),
-                str(row.rest.non_2xx + row.rest.socket_errors),
+                _num(rest.rps),
+                f"{rest.rps / floor_tps:.1%}" if floor_tps else "-",
+                _num(rest.p50_ms, 1),
+                _num(rest.p99_ms, 1),
+                str(rest.non_2xx + rest.socket_errors),
                 "-" if row.sql_per_request is None else f"{row.sql_per_request:g}",
                 _num(grpc.rps) if grpc else "-",
-                f"{row.rest.rps / grpc.rps:.2f}" if grpc and grpc.rps else "-",
+                f"{rest.rps / grpc.rps:.2f}" if grpc and grpc.rps else "-",
                 budget,
-                row.verdict(),
+                row.verdict(floor_tps),
             ]
         )
     return _table(header, cells)
@@ -134,8 +169,68 @@ def sweep_table(rows: list[SweepRow], small_label: str, large_label: str) -> str
             f"{row.change:+.1%}",
             _num(row.small.p99_ms, 1),
             _num(row.large.p99_ms, 1),
-            "met" if row.budget_met else "NOT MET",
+            "met" if row.budget_met else f"MISSED by {-row.change - SWEEP_MAX_DROP:.1%}",
         ]
         for row in rows
     ]
+    return _table(header, cells)
+
+
+def log_table(rows: list[LogRow], quiet: str, loud: str) -> str:
+    header = [
+        "scenario",
+        f"req/s {quiet}",
+        f"req/s {loud}",
+        f"{loud} cost",
+        f"p99 ms {quiet}",
+        f"p99 ms {loud}",
+        f"CPU ms/req {quiet}",
+        f"CPU ms/req {loud}",
+        "CPU cost",
+        f"budget (cost <= {LOG_MAX_COST:.0%})",
+    ]
+    cells = [
+        [
+            row.name,
+            _num(row.quiet.rps),
+            _num(row.loud.rps),
+            f"{row.cost:+.1%}",
+            _num(row.quiet.p99_ms, 1),
+            _num(row.loud.p99_ms, 1),
+            f"{row.quiet_cpu_ms:.2f}" if row.quiet_cpu_ms else "-",
+            f"{row.loud_cpu_ms:.2f}" if row.loud_cpu_ms else "-",
+            f"{row.loud_cpu_ms / row.quiet_cpu_ms - 1:+.1%}"
+            if row.quiet_cpu_ms and row.loud_cpu_ms
+            else "-",
+            "met" if row.budget_met else f"MISSED by {row.cost - LOG_MAX_COST:.1%}",
+        ]
+        for row in rows
+    ]
+    return _table(header, cells)
+
+
+def platform_cpu_ms(row: Row) -> float:
+    """CPU ms per request of the platform's processes and its database backends."""
+    return sum(ms for group, ms in row.cpu.items() if group != MACHINE)
+
+
+def cpu_table(rows: list[Row], cores: int) -> str:
+    """CPU ms per request by process; `ours` sums the platform and its database backends, and
+    `machine` is every busy core (wrk, the kernel, and whatever else ran meanwhile)."""
+    measured = [row for row in rows if row.cpu]
+    groups = ordered_groups({group for row in measured for group in row.cpu})
+    header = ["scenario", *groups, "ours", MACHINE, f"ceiling on {cores} cores"]
+    cells = []
+    for row in measured:
+        ours = sum(row.cpu.get(group, 0.0) for group in groups)
+        machine = row.cpu.get(MACHINE, 0.0)
+        cells.append(
+            [
+                row.name,
+                *(f"{row.cpu[group]:.2f}" if group in row.cpu else "-" for group in groups),
+                f"{ours:.2f}",
+                f"{machine:.2f}",
+                f"~{_num(cores * 1000 / ours)}/s" if ours else "-",
+            ]
+        )
     return _table(header, cells)

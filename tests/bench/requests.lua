@@ -1,7 +1,8 @@
 -- wrk script for every bench scenario: replays requests the bench wrote to files beforehand.
 --
 -- Usage: wrk -s requests.lua URL -- <prefix> [debug]; thread N reads "<prefix>.N", one a line:
---   METHOD <tab> PATH <tab> BEARER-TOKEN-or-empty <tab> JSON-BODY-or-empty
+--   METHOD <tab> PATH <tab> BEARER-TOKEN-or-empty <tab> JSON-BODY-or-empty <tab> HEADERS
+-- HEADERS: "Name:value" pairs separated by \x1f (ASCII unit separator), or empty.
 -- Each thread formats its requests once in init() and hands them out in file order, wrapping
 -- around at the end, so request() costs one table lookup. Per-request variation (a different
 -- course, a fresh open lesson for complete_lesson) is in the files, chosen by the bench.
@@ -30,9 +31,15 @@ function init(args)
   local path = args[1] .. "." .. tid
   local file = assert(io.open(path, "r"))
   for line in file:lines() do
-    local method, target, token, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    local method, target, token, body, extra =
+      line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
     assert(method, "malformed request line in " .. path)
     local headers = {}
+    for pair in extra:gmatch("[^\31]+") do
+      local name, value = pair:match("^([^:]+):(.*)$")
+      assert(name, "malformed header in " .. path)
+      headers[name] = value
+    end
     if token ~= "" then
       headers["Authorization"] = "Bearer " .. token
     end

@@ -20,6 +20,7 @@ from tests.bench.config import BenchError
 
 SCRIPT = Path(__file__).with_name("requests.lua")
 MARKER = "BENCH_JSON "
+HEADER_SEPARATOR = "\x1f"  # between the extra headers of a request line (ASCII unit separator)
 # Requests slower than this count as timeouts; far above any budget, so none is lost from p99.
 TIMEOUT_S = 10
 
@@ -31,10 +32,13 @@ class HttpRequest:
     token: str | None = None
     # Already-serialised JSON.
     body: str | None = None
+    # Extra headers (If-None-Match for the 304 scenario).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def line(self) -> str:
-        fields = (self.method, self.path, self.token or "", self.body or "")
-        if any(char in field for field in fields for char in "\t\r\n"):
+        extra = HEADER_SEPARATOR.join(f"{name}:{value}" for name, value in self.headers)
+        fields = (self.method, self.path, self.token or "", self.body or "", extra)
+        if any(char in field for field in fields[:4] for char in "\t\r\n\x1f"):
             raise BenchError(f"request fields must not contain tabs or newlines: {self}")
         return "\t".join(fields)
 
