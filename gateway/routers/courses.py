@@ -26,6 +26,7 @@ from gateway.resources import (
     writable_fields,
 )
 from gateway.responses import iso
+from gateway.routers.course_search import CourseSearch
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["courses"])
@@ -119,9 +120,11 @@ CoursePatch = request_body(CourseOut, CourseWritable, partial=True)
     summary="Courses: instructors see their own (any status), students the published ones",
     responses={200: {"model": PageOut[CourseOut]}},
 )
-async def list_courses(request: Request, _: CurrentUser, params: Page) -> dict[str, Any]:
+async def list_courses(
+    request: Request, _: CurrentUser, params: Page, search: CourseSearch
+) -> dict[str, Any]:
     reply = await backends(request).catalog.ListCourses(
-        catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size)
+        catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size, **search)
     )
     results = [course_json(course) for course in reply.courses]
     return paginated(request, params, results, reply.total_count)

@@ -9,9 +9,10 @@ unique index, which is what settles concurrent creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from services.catalog import SCHEMA
 from services.catalog.domain import (
     Course,
     CourseChange,
+    CourseQuery,
     CourseStatus,
     CourseWithLessons,
     Lesson,
@@ -58,8 +60,23 @@ courses = sa.Table(
     # +1 on every change of the course or its lessons, in the statement that makes the change
     # (lesson writes: `bump_version`), so the row lock orders every change of one course.
     sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    # What `?search=` matches: title (weight A) and short description (B), stemmed with the
+    # `english` configuration; kept by PostgreSQL itself on every write (a generated column).
+    sa.Column(
+        "search_document",
+        TSVECTOR,
+        sa.Computed(
+            "setweight(to_tsvector('english'::regconfig, (title)::text), 'A'::\"char\")"
+            " || setweight(to_tsvector('english'::regconfig, (short_description)::text),"
+            " 'B'::\"char\")",
+            persisted=True,
+        ),
+    ),
     sa.CheckConstraint("status IN ('draft', 'published')", name="status"),
 )
+# Full-text search over the live catalogue (see docs/catalog.md).
+SEARCH_CONFIG = "english"
+sa.Index("ix_courses_search_document", courses.c.search_document, postgresql_using="gin")
 # The two listings: an instructor's own courses, and the published catalogue (newest first).
 sa.Index(
     "ix_courses_instructor_live",
@@ -269,6 +286,24 @@ async def course_with_lessons(session: AsyncSession, course: Course) -> CourseWi
     return CourseWithLessons(course, lessons_by_course[course.id])
 
 
+def _ordering(query: CourseQuery, rank: sa.ColumnElement[float] | None) -> list[Any]:
+    """ORDER BY of a course list: the chosen key, then id the same way (ties); by default by
+    relevance when searching, else newest first."""
+    direction = sa.desc if query.descending else sa.asc
+    if query.ordering == "code":
+        # COURSE-9999 sorts before COURSE-10000: shorter codes first.
+        return [
+            direction(sa.func.length(courses.c.code)),
+            direction(courses.c.code),
+            direction(courses.c.id),
+        ]
+    if query.ordering is not None:
+        return [direction(courses.c[query.ordering]), direction(courses.c.id)]
+    if rank is not None:
+        return [rank.desc(), courses.c.id.desc()]
+    return [courses.c.id.desc()]
+
+
 async def list_courses(
     session: AsyncSession,
     scope: ListScope,
@@ -276,13 +311,26 @@ async def list_courses(
     *,
     offset: int,
     limit: int,
+    query: CourseQuery | None = None,
 ) -> tuple[list[CourseWithLessons], int]:
-    """One page of courses (newest first) with all their lessons, and the total match count.
+    """One page of courses (newest first, or as `query` asks) with all their lessons, and the
+    total match count.
 
     Three statements whatever the page size or the number of lessons: count, page, lessons of
     the page's courses (two when the page is empty, one past the end).
     """
+    query = query or CourseQuery()
     conditions = _course_conditions(scope, ids)
+    rank = None
+    if query.instructor_id is not None:
+        conditions.append(courses.c.instructor_id == query.instructor_id)
+    if query.search:
+        # websearch_to_tsquery takes any user text (quotes, "or", -word) without syntax errors.
+        tsquery = sa.func.websearch_to_tsquery(
+            sa.cast(SEARCH_CONFIG, REGCONFIG), sa.literal(query.search)
+        )
+        conditions.append(courses.c.search_document.bool_op("@@")(tsquery))
+        rank = sa.func.ts_rank(courses.c.search_document, tsquery)
     total = int(
         await session.scalar(sa.select(sa.func.count()).select_from(courses).where(*conditions))
         or 0
@@ -292,7 +340,7 @@ async def list_courses(
     page = (
         sa.select(*_COURSE_COLUMNS)
         .where(*conditions)
-        .order_by(courses.c.id.desc())
+        .order_by(*_ordering(query, rank))
         .offset(offset)
         .limit(limit)
     )

@@ -25,6 +25,7 @@ from services.catalog.domain import (
     Lesson,
     NewLesson,
     clean_course_fields,
+    clean_course_query,
     clean_id_filter,
     clean_lesson_fields,
     clean_new_lesson,
@@ -89,13 +90,29 @@ class Catalog:
             return await store.course_with_lessons(session, course)
 
     async def list_courses(
-        self, caller: Claims, *, page: int, page_size: int, course_ids: Sequence[int]
+        self,
+        caller: Claims,
+        *,
+        page: int,
+        page_size: int,
+        course_ids: Sequence[int],
+        search: str = "",
+        ordering: str = "",
+        instructor_id: int = 0,
     ) -> tuple[list[CourseWithLessons], int]:
+        """A page of what the caller sees, narrowed by `search` (full text), one instructor's
+        courses and `course_ids`, in the chosen `ordering`."""
         window = page_request(page, page_size)
         ids = clean_id_filter(course_ids, "course_ids")
+        query = clean_course_query(search, ordering, instructor_id)
         async with self._sessions() as session:
             return await store.list_courses(
-                session, list_scope(caller), ids, offset=window.offset, limit=window.limit
+                session,
+                list_scope(caller),
+                ids,
+                offset=window.offset,
+                limit=window.limit,
+                query=query,
             )
 
     async def update_course(
@@ -132,6 +149,14 @@ class Catalog:
             if course is None:
                 raise NotFound(COURSE_NOT_FOUND)
             ensure_enrollable(course)
+            return await store.course_with_lessons(session, course)
+
+    async def own_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
+        """For the learning service's instructor views: the caller's own course with its
+        lessons; NotFound when they cannot see it, PermissionDenied when it is another's."""
+        async with self._sessions() as session:
+            course = visible(await store.course_by_id(session, course_id), caller)
+            ensure_owner(course, caller)
             return await store.course_with_lessons(session, course)
 
     # --- lessons -------------------------------------------------------------------------------

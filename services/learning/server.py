@@ -16,6 +16,8 @@ from services.learning.catalog_client import CatalogClient
 from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.progress import ProgressTracker
 from services.learning.usecases.reconciliation import Reconciler
+from services.learning.usecases.roster import CourseViews
+from services.learning.usecases.withdrawal import Withdrawals
 
 SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
 
@@ -30,7 +32,10 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     )
     reconciler = Reconciler(sessions, catalog)
     servicer = LearningServicer(
-        Enrollments(sessions, catalog, reconciler), ProgressTracker(sessions, catalog, reconciler)
+        Enrollments(sessions, catalog, reconciler),
+        ProgressTracker(sessions, catalog, reconciler),
+        CourseViews(sessions, catalog),
+        Withdrawals(sessions),
     )
     relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
 

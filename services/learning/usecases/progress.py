@@ -124,6 +124,8 @@ class ProgressTracker:
                 raise FailedPrecondition.on_field("lesson", COURSE_GONE)
         async with transaction(self._sessions) as session:
             [locked] = await store.lock_enrollments(session, [enrollment.id])
+            if locked.withdrawn_at is not None:  # withdrawn while we asked the catalog
+                raise NotFound(PROGRESS_NOT_FOUND)
             if course is not None:
                 await reconcile_locked(session, [locked], {course.id: course})
             states = (await store.lesson_states(session, [locked.id]))[locked.id]

@@ -110,7 +110,11 @@ class Reconciler:
         # The catalog was asked before the transaction: no lock is held across a network call.
         # Locked and re-read here: what the caller read only decides whether to come here.
         async with transaction(self._sessions) as session:
-            locked = await store.lock_enrollments(session, enrollment_ids)
+            locked = [
+                e
+                for e in await store.lock_enrollments(session, enrollment_ids)
+                if e.withdrawn_at is None
+            ]
             await reconcile_locked(session, locked, courses)
             states = await store.lesson_states(session, [e.id for e in locked])
             # A deleted last open lesson leaves nothing to complete: finish the course here.
