@@ -37,6 +37,8 @@ def upgrade() -> None:
         ["search_document"],
         schema=SCHEMA,
         postgresql_using="gin",
+        # Course writes are rare: no pending list for searches (and plans) to pay for.
+        postgresql_with={"fastupdate": "off"},
     )
 
 
