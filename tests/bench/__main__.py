@@ -107,6 +107,8 @@ class Bench:
     async def run_scenario(self, scenario: Scenario, seed: Seed) -> Row:
         assert scenario.http is not None
         await self.fresh_tokens(seed)
+        if scenario.prepare is not None:
+            await scenario.prepare(self.http, self.target, seed)
         requests = scenario.http(seed)
         per_thread = split_round_robin(requests, self.config.threads)
         per_thread = [part or requests[:1] for part in per_thread]
