@@ -32,6 +32,38 @@ from tests.learning_support import (
 from tests.notifier_support import MailCatcher, eventually, fast_settings, running_notifier
 
 
+async def assert_counts_match_rows(database_url: str, course_id: int) -> None:
+    """The statistics' running counts equal a recount from the enrollment and progress rows."""
+    kept = await query(
+        database_url,
+        "SELECT enrollments, completed FROM learning.course_counts WHERE course_id = %s",
+        course_id,
+    )
+    recount = await query(
+        database_url,
+        "SELECT count(*) AS enrollments, count(completed_at) AS completed"
+        " FROM learning.enrollments WHERE course_id = %s AND withdrawn_at IS NULL",
+        course_id,
+    )
+    assert (kept or [{"enrollments": 0, "completed": 0}]) == recount
+    kept_lessons = await query(
+        database_url,
+        "SELECT lesson_id, completed, completed_in_completed FROM learning.course_lesson_counts"
+        " WHERE course_id = %s AND completed <> 0 ORDER BY lesson_id",
+        course_id,
+    )
+    recount_lessons = await query(
+        database_url,
+        "SELECT p.lesson_id, count(*) AS completed,"
+        " count(*) FILTER (WHERE e.completed_at IS NOT NULL) AS completed_in_completed"
+        " FROM learning.lesson_progress p JOIN learning.enrollments e ON e.id = p.enrollment_id"
+        " WHERE e.course_id = %s AND e.withdrawn_at IS NULL AND p.completed"
+        " GROUP BY p.lesson_id ORDER BY p.lesson_id",
+        course_id,
+    )
+    assert kept_lessons == recount_lessons
+
+
 async def withdraw(client: httpx.AsyncClient, user: User, enrollment_id: int) -> httpx.Response:
     return await client.delete(f"/api/enrollments/{enrollment_id}/", headers=user.headers)
 
@@ -317,6 +349,7 @@ async def test_concurrent_withdraw_reenroll_and_complete_stay_consistent(
     assert len(await outbox_rows(database_url, enrollment["id"])) == (1 if all(done) else 0)
     detail = await enrollment_detail(client, student, enrollment["id"])
     assert detail["completed_lessons"] == sum(done)
+    await assert_counts_match_rows(database_url, course.id)
 
 
 async def test_concurrent_withdrawals_and_reenrollments_of_a_completed_course(
@@ -350,3 +383,40 @@ async def test_concurrent_withdrawals_and_reenrollments_of_a_completed_course(
     detail = await enrollment_detail(client, student, enrollment["id"])
     assert detail["completed_at"] == completed_at
     assert len(await outbox_rows(database_url, enrollment["id"])) == 1
+    await assert_counts_match_rows(database_url, course.id)
+
+
+async def test_counts_follow_many_students_racing_in_one_course(
+    client: httpx.AsyncClient, instructor: User, database_url: str
+) -> None:
+    """Students of one course completing, withdrawing and coming back at once: the running
+    counts behind the statistics end equal to a recount (and nothing deadlocks)."""
+    course = await published_course(client, instructor, lessons=3)
+    students = [await register_and_login(client, "Student") for _ in range(4)]
+    enrollments = [await enroll(client, user, course.id) for user in students]
+    rows = [
+        await progress_rows(client, user, e["id"])
+        for user, e in zip(students, enrollments, strict=True)
+    ]
+
+    async def journey(
+        user: User, enrollment: dict[str, Any], progress: list[dict[str, Any]]
+    ) -> None:
+        for step, row in enumerate(progress):
+            await complete(client, user, row["id"])
+            if step % 2 == user.id % 2:
+                await withdraw(client, user, enrollment["id"])
+                await client.post(
+                    "/api/enrollments/", json={"course": course.id}, headers=user.headers
+                )
+
+    await asyncio.gather(
+        *(journey(u, e, r) for u, e, r in zip(students, enrollments, rows, strict=True))
+    )
+    await withdraw(client, students[0], enrollments[0]["id"])
+    await assert_counts_match_rows(database_url, course.id)
+    stats = (
+        await client.get(f"/api/courses/{course.id}/stats/", headers=instructor.headers)
+    ).json()
+    assert (stats["enrollments"], stats["completed"]) == (3, 3)
+    assert [lesson["completed"] for lesson in stats["lessons"]] == [3, 3, 3]

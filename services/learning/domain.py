@@ -328,13 +328,19 @@ def course_stats(
     *,
     enrollments: int,
     completed: int,
-    percentage_sum: Decimal,
+    open_completions: int,
     completed_by_lesson: Mapping[int, int],
 ) -> CourseStats:
-    """The statistics of a course from its aggregates. `percentage_sum` adds up the active
-    enrollments' percentages as the API shows them (2 decimals); the average is their mean."""
-    average = percentage_sum / enrollments if enrollments else Decimal(0)
-    rate = Decimal(completed) * _HUNDRED / enrollments if enrollments else Decimal(0)
+    """The statistics of a course from its running counts. A completed enrollment is at 100%;
+    an open one at (its completions among the course's current lessons) / (their number), so the
+    mean of the percentages is exact from the sum of the open ones' completions
+    (`open_completions`), rounded once at the end."""
+    lessons = len(course.lessons)
+    percentage_sum = Decimal(completed) * _HUNDRED
+    if lessons:
+        percentage_sum += Decimal(max(open_completions, 0)) * _HUNDRED / lessons
+    average = percentage_sum / enrollments if enrollments > 0 else Decimal(0)
+    rate = Decimal(completed) * _HUNDRED / enrollments if enrollments > 0 else Decimal(0)
     return CourseStats(
         course_id=course.id,
         enrollments=enrollments,

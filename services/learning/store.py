@@ -92,6 +92,26 @@ lesson_progress = sa.Table(
     sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at"),
 )
 
+# Running counts behind a course's statistics (roster_store.py keeps them, in the transactions
+# that change what they count), so the statistics read a handful of rows, not every enrollment.
+course_counts = sa.Table(
+    "course_counts",
+    metadata,
+    sa.Column("course_id", sa.BigInteger, primary_key=True),
+    # Active (not withdrawn) enrollments, and how many of them are completed.
+    sa.Column("enrollments", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+)
+course_lesson_counts = sa.Table(
+    "course_lesson_counts",
+    metadata,
+    sa.Column("course_id", sa.BigInteger, primary_key=True),
+    sa.Column("lesson_id", sa.BigInteger, primary_key=True),
+    # Active enrollments with this lesson completed, and how many of those are completed.
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completed_in_completed", sa.Integer, nullable=False, server_default="0"),
+)
+
 # The shared outbox (libs/outbox.py): table `learning.outbox`, channel `learning_outbox`.
 outbox = Outbox(metadata)
 

@@ -66,13 +66,16 @@ class Enrollments:
             )
             if enrollment is None:
                 raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
+            completed = []
             if enrollment.completed_at is None:  # completed ones are final, never reconciled
                 # One progress row per lesson the course has now (kept rows keep their progress).
                 await store.reconcile(session, {enrollment.id: course.lessons})
-                if earlier is not None:
-                    # Back after lessons were deleted, the open ones may all be gone.
+                # Back (the insert's two timestamps are one `now()`; a revived row's differ)
+                # after lessons were deleted, the open ones may all be gone.
+                if enrollment.updated_at != enrollment.created_at:
                     states = await store.lesson_states(session, [enrollment.id])
-                    await complete_if_done(session, [enrollment], states, caller)
+                    completed = await complete_if_done(session, [enrollment], states, caller)
+            await roster_store.apply_counts(session, added=[enrollment], completed=completed)
         return enrollment
 
     async def list_enrollments(

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
 from libs.db import transaction
-from services.learning import store
+from services.learning import roster_store, store
 from services.learning.catalog_client import CatalogClient
 from services.learning.domain import (
     CatalogCourse,
@@ -118,4 +118,5 @@ class Reconciler:
             await reconcile_locked(session, locked, courses)
             states = await store.lesson_states(session, [e.id for e in locked])
             # A deleted last open lesson leaves nothing to complete: finish the course here.
-            await complete_if_done(session, locked, states, student)
+            completed = await complete_if_done(session, locked, states, student)
+            await roster_store.apply_counts(session, completed=completed)

@@ -61,7 +61,7 @@ class CourseViews:
             course,
             enrollments=totals.enrollments,
             completed=totals.completed,
-            percentage_sum=totals.percentage_sum,
+            open_completions=totals.open_completions,
             completed_by_lesson=totals.completed_by_lesson,
         )
 

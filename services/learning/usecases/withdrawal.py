@@ -29,5 +29,7 @@ class Withdrawals:
         require_student(caller)
         require_id(enrollment_id, ENROLLMENT_NOT_FOUND)
         async with transaction(self._sessions) as session:
-            if not await roster_store.withdraw(session, caller.user_id, enrollment_id):
+            withdrawn = await roster_store.withdraw(session, caller.user_id, enrollment_id)
+            if withdrawn is None:
                 raise NotFound(ENROLLMENT_NOT_FOUND)
+            await roster_store.apply_counts(session, withdrawn=[withdrawn])
