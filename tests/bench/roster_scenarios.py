@@ -4,7 +4,7 @@ and a one-word catalogue search over 3,000 published courses.
 Data. The roster course and its lessons are made through the API by the bench instructor. Its
 10,000 enrollments are inserted with SQL into schema learning (synthetic students, ids far above
 any real user's, each with one progress row per lesson and 0..10 of them completed, those with
-all 10 completed): registering 10,000 students through the API costs minutes of argon2 alone.
+all 10 completed), and their running counts: registering 10,000 students through the API costs minutes of argon2 alone.
 The 3,000 search courses are created and published through the API (no lessons), by another
 instructor, with titles drawn from a small vocabulary so `cook` matches one in TOPICS.
 `enrollment_progress` (scenarios.py) now answers `next_lesson` too, from the rows it reads.
@@ -52,6 +52,25 @@ SELECT e.id, lesson.id, 'Lesson ' || lesson.ord, lesson.ord,
 FROM new_enrollments AS e
 CROSS JOIN unnest(%(lessons)s::bigint[]) WITH ORDINALITY AS lesson(id, ord)
 """
+# The statistics' running counts of those rows, as migration learning 0004 fills them.
+_SEED_COUNTS_SQL = (
+    """
+INSERT INTO learning.course_counts (course_id, enrollments, completed)
+SELECT course_id, count(*), count(completed_at) FROM learning.enrollments
+WHERE course_id = %(course)s AND withdrawn_at IS NULL GROUP BY course_id
+ON CONFLICT (course_id) DO UPDATE
+SET enrollments = excluded.enrollments, completed = excluded.completed
+""",
+    """
+INSERT INTO learning.course_lesson_counts (course_id, lesson_id, completed, completed_in_completed)
+SELECT e.course_id, p.lesson_id, count(*), count(*) FILTER (WHERE e.completed_at IS NOT NULL)
+FROM learning.lesson_progress AS p JOIN learning.enrollments AS e ON e.id = p.enrollment_id
+WHERE e.course_id = %(course)s AND e.withdrawn_at IS NULL AND p.completed
+GROUP BY e.course_id, p.lesson_id
+ON CONFLICT (course_id, lesson_id) DO UPDATE
+SET completed = excluded.completed, completed_in_completed = excluded.completed_in_completed
+""",
+)
 
 
 async def prepare_roster(http: httpx.AsyncClient, platform: Platform, seed: Seed) -> None:
@@ -75,6 +94,8 @@ async def prepare_roster(http: httpx.AsyncClient, platform: Platform, seed: Seed
                 "lessons": course.lesson_ids,
             },
         )
+        for statement in _SEED_COUNTS_SQL:
+            await connection.execute(statement, {"course": course.id})
         await connection.execute("ANALYZE learning.enrollments")
         await connection.execute("ANALYZE learning.lesson_progress")
     seed.roster_course_id = course.id
