@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from courseplatform.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
 from libs.db import create_engine, session_factory
@@ -426,3 +427,32 @@ async def test_statement_count_does_not_grow_with_page_or_enrollments(
         await engine.dispose()
     assert set(counts["roster"]) == {2}, counts  # count + page
     assert set(counts["stats"]) == {2}, counts  # totals + per-lesson funnel
+
+
+async def test_catalog_get_own_course_keeps_the_access_rule(
+    services: dict[str, str], client: httpx.AsyncClient, classroom: Classroom, student: User
+) -> None:
+    """The catalog RPC learning asks: the owner gets the course and its lessons; a draft of
+    someone else is NOT_FOUND, their published course PERMISSION_DENIED; no token UNAUTHENTICATED."""
+    other = await register_and_login(client, "Instructor")
+    async with grpc.aio.insecure_channel(services["catalog"]) as channel:
+        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+
+        def ask(course_id: int, user: User | None) -> Any:
+            return catalog.GetOwnCourse(
+                catalog_pb2.GetOwnCourseRequest(course_id=course_id),
+                metadata=bearer(user) if user else (),
+                timeout=10,
+            )
+
+        reply = await ask(classroom.course.id, classroom.owner)
+        assert [lesson.id for lesson in reply.course.lessons] == classroom.course.lesson_ids
+        assert (await ask(classroom.draft.id, classroom.owner)).course.id == classroom.draft.id
+        for course_id, user, code in (
+            (classroom.draft.id, other, grpc.StatusCode.NOT_FOUND),
+            (classroom.course.id, other, grpc.StatusCode.PERMISSION_DENIED),
+            (classroom.course.id, student, grpc.StatusCode.PERMISSION_DENIED),
+            (UNKNOWN_COURSE, classroom.owner, grpc.StatusCode.NOT_FOUND),
+            (classroom.course.id, None, grpc.StatusCode.UNAUTHENTICATED),
+        ):
+            assert (await rpc_failure(ask(course_id, user))).code == code

@@ -225,39 +225,41 @@ SET enrollments = counts.enrollments + excluded.enrollments,
 async def apply_counts(
     session: AsyncSession,
     *,
+    enrolled: Sequence[Enrollment] = (),
     added: Sequence[Enrollment] = (),
     withdrawn: Sequence[Enrollment] = (),
     completed: Sequence[Enrollment] = (),
     lesson_completed: Sequence[tuple[int, int]] = (),
 ) -> None:
-    """Move the running counts by what this transaction did: enrollments `added` (new or back,
-    as they are now), `withdrawn` (as they were), `completed` by it, and (course id, lesson id)
-    of each lesson it completed. At most two statements."""
+    """Move the running counts by what this transaction did: enrollments `enrolled` (new: no
+    lesson done yet), `added` (back, as they are now), `withdrawn` (as they were), `completed` by
+    it, and (course id, lesson id) of each lesson it completed. At most two statements."""
+    course_only = [(e, 1, 0) for e in enrolled]
     deltas = [
         *((e, 1, int(e.completed_at is not None)) for e in added),
         *((e, -1, -int(e.completed_at is not None)) for e in withdrawn),
         *((e, 0, 1) for e in completed),
     ]
-    if not deltas and not lesson_completed:
-        return
-    await session.execute(
-        _LESSON_DELTAS,
-        {
-            "enrollment_ids": [e.id for e, _, _ in deltas],
-            "course_ids": [e.course_id for e, _, _ in deltas],
-            "d_active": [active for _, active, _ in deltas],
-            "d_completed": [done for _, _, done in deltas],
-            "lesson_course_ids": [course for course, _ in lesson_completed],
-            "lesson_ids": [lesson for _, lesson in lesson_completed],
-        },
-    )
-    if deltas:
+    if deltas or lesson_completed:
         await session.execute(
-            _COURSE_DELTAS,
+            _LESSON_DELTAS,
             {
+                "enrollment_ids": [e.id for e, _, _ in deltas],
                 "course_ids": [e.course_id for e, _, _ in deltas],
                 "d_active": [active for _, active, _ in deltas],
                 "d_completed": [done for _, _, done in deltas],
+                "lesson_course_ids": [course for course, _ in lesson_completed],
+                "lesson_ids": [lesson for _, lesson in lesson_completed],
+            },
+        )
+    by_course = [*deltas, *course_only]
+    if by_course:
+        await session.execute(
+            _COURSE_DELTAS,
+            {
+                "course_ids": [e.course_id for e, _, _ in by_course],
+                "d_active": [active for _, active, _ in by_course],
+                "d_completed": [done for _, _, done in by_course],
             },
         )
 

@@ -66,16 +66,22 @@ class Enrollments:
             )
             if enrollment is None:
                 raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
+            # Back rather than new: an insert's two timestamps are one `now()`, a revived row's
+            # updated_at is the revival's clock_timestamp().
+            back = enrollment.updated_at != enrollment.created_at
             completed = []
             if enrollment.completed_at is None:  # completed ones are final, never reconciled
                 # One progress row per lesson the course has now (kept rows keep their progress).
                 await store.reconcile(session, {enrollment.id: course.lessons})
-                # Back (the insert's two timestamps are one `now()`; a revived row's differ)
-                # after lessons were deleted, the open ones may all be gone.
-                if enrollment.updated_at != enrollment.created_at:
+                if back:  # after lessons were deleted, the open ones may all be gone
                     states = await store.lesson_states(session, [enrollment.id])
                     completed = await complete_if_done(session, [enrollment], states, caller)
-            await roster_store.apply_counts(session, added=[enrollment], completed=completed)
+            await roster_store.apply_counts(
+                session,
+                enrolled=[] if back else [enrollment],
+                added=[enrollment] if back else [],
+                completed=completed,
+            )
         return enrollment
 
     async def list_enrollments(
