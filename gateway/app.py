@@ -18,7 +18,16 @@ from gateway.metrics import install_metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
-from gateway.routers import auth, courses, enrollments, lessons, ops, passwords, progress
+from gateway.routers import (
+    auth,
+    courses,
+    enrollments,
+    lessons,
+    ops,
+    passwords,
+    progress,
+    roster,
+)
 from gateway.security import install_security_headers
 from libs import metrics, tracing
 from libs.settings import Settings
@@ -66,7 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.course_cache = None  # until the lifespan starts it (gateway/course_answers.py)
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
-    for module in (ops, auth, courses, lessons, enrollments, progress, passwords):
+    for module in (ops, auth, courses, lessons, enrollments, progress, passwords, roster):
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths

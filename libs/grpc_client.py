@@ -37,10 +37,25 @@ MAX_RECONNECT_BACKOFF_MS = 5_000
 READ_ONLY_RPCS: dict[str, frozenset[str]] = {
     "courseplatform.identity.v1.IdentityService": frozenset({"GetUser", "GetJwks", "VerifyToken"}),
     "courseplatform.catalog.v1.CatalogService": frozenset(
-        {"GetCourse", "ListCourses", "GetCourseForEnrollment", "GetLesson", "ListLessons"}
+        {
+            "GetCourse",
+            "ListCourses",
+            "GetCourseForEnrollment",
+            "GetLesson",
+            "ListLessons",
+            "GetOwnCourse",
+        }
     ),
     "courseplatform.learning.v1.LearningService": frozenset(
-        {"GetEnrollment", "ListEnrollments", "GetProgress", "ListProgress", "ListEnrolledCourseIds"}
+        {
+            "GetEnrollment",
+            "ListEnrollments",
+            "GetProgress",
+            "ListProgress",
+            "ListEnrolledCourseIds",
+            "ListCourseEnrollments",
+            "GetCourseStats",
+        }
     ),
     "grpc.health.v1.Health": frozenset({"Check"}),
 }

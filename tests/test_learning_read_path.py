@@ -147,7 +147,7 @@ async def test_reconciled_reads_send_a_few_selects_whatever_the_size(
                 assert len(statements) <= MAX_SELECTS, (name, statements)
             counts.append({name: len(statements) for name, statements in sent.items()})
 
-            _, summary = await reads.enrollments.get_enrollment(caller, enrollment_id)
+            _, summary, _ = await reads.enrollments.get_enrollment(caller, enrollment_id)
             assert (summary.total_lessons, summary.completed_lessons) == (lessons, 1)
     # 2 lessons or 40, one open enrollment or two: the same statements.
     assert counts[0] == counts[1], counts
@@ -180,7 +180,7 @@ async def test_a_catalog_change_is_reconciled_by_the_next_read_only(
             reads.engine, lambda: reads.enrollments.get_enrollment(caller, enrollment_id)
         )
         assert not [s for s in second if is_write(s)], second
-        _, summary = await reads.enrollments.get_enrollment(caller, enrollment_id)
+        _, summary, _ = await reads.enrollments.get_enrollment(caller, enrollment_id)
     assert summary.total_lessons == 4
 
 

@@ -46,6 +46,7 @@ from gateway.resources import (
     writable_fields,
 )
 from gateway.responses import iso
+from gateway.routers.course_search import CourseSearch
 from gateway.routers.ops import backends
 
 router = APIRouter(prefix="/api", tags=["courses"])
@@ -146,10 +147,16 @@ def course_reply(course: catalog_pb2.Course, status_code: int = 200) -> Response
     responses={200: {"model": PageOut[CourseOut], "headers": PAGE_HEADERS}, **NOT_MODIFIED},
 )
 async def list_courses(
-    request: Request, caller: CurrentUser, params: Page, if_none_match: IfNoneMatch = None
+    request: Request,
+    caller: CurrentUser,
+    params: Page,
+    search: CourseSearch,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    # Students' pages are the same for every student: shared. Instructors' are their own.
-    cache = shared_cache(request, caller)
+    # Students' plain pages are the same for every student: shared. Instructors' are their own,
+    # and a searched, reordered or filtered page is not kept (too many variants to be worth it).
+    plain = not any(search.values())
+    cache = shared_cache(request, caller) if plain else None
     if cache is not None:
         if (hit := cache.page(params.page, params.page_size)) is not None:
             return page_response(request, params, hit, if_none_match, HIT)
@@ -158,7 +165,7 @@ async def list_courses(
     source = cache_status(cache)
     with filling_page(cache, params.page, params.page_size) as fill:
         reply = await backends(request).catalog.ListCourses(
-            catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size)
+            catalog_pb2.ListCoursesRequest(page=params.page, page_size=params.page_size, **search)
         )
         answer = page_answer(
             orjson.dumps([course_json(course) for course in reply.courses]), reply.total_count

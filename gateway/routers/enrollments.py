@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from courseplatform.learning.v1 import learning_pb2
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from gateway.auth import Student
 from gateway.bodies import Body, openapi_body
@@ -47,6 +47,18 @@ def enrollment_detail_json(reply: learning_pb2.GetEnrollmentResponse) -> dict[st
         "total_lessons": summary.total_lessons,
         "completed_lessons": summary.completed_lessons,
         "completion_percentage": round(summary.completion_percentage, 2),
+        "next_lesson": next_lesson_json(reply.next_lesson)
+        if reply.HasField("next_lesson")
+        else None,
+    }
+
+
+def next_lesson_json(lesson: learning_pb2.NextLesson) -> dict[str, Any]:
+    return {
+        "progress": lesson.progress_id,
+        "lesson": lesson.lesson_id,
+        "title": lesson.title,
+        "order": lesson.order,
     }
 
 
@@ -68,10 +80,20 @@ class EnrollmentOut(Representation, EnrollmentWritable):
     updated_at: str
 
 
+class NextLessonOut(BaseModel):
+    """Where to resume: the first open lesson in order."""
+
+    progress: int = Field(description="The progress row, for POST /api/progress/{id}/complete/")
+    lesson: int
+    title: str
+    order: int
+
+
 class EnrollmentDetailOut(EnrollmentOut):
     total_lessons: int
     completed_lessons: int
     completion_percentage: float = Field(description="0..100, rounded to 2 decimals")
+    next_lesson: NextLessonOut | None = Field(description="null once the enrollment is completed")
 
 
 # The service decides every other field of the representation; a client may echo them back.

@@ -107,6 +107,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             page=request.page,
             page_size=request.page_size,
             course_ids=list(request.course_ids),
+            search=request.search,
+            ordering=request.ordering,
+            instructor_id=request.instructor_id,
         )
         return catalog_pb2.ListCoursesResponse(
             courses=[course_to_proto(course) for course in courses], total_count=total
@@ -140,6 +143,12 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.GetCourseForEnrollmentResponse:
         course = await self._catalog.course_for_enrollment(current_claims(), request.course_id)
         return catalog_pb2.GetCourseForEnrollmentResponse(course=course_to_proto(course))
+
+    async def GetOwnCourse(
+        self, request: catalog_pb2.GetOwnCourseRequest, context: Context
+    ) -> catalog_pb2.GetOwnCourseResponse:
+        course = await self._catalog.own_course(current_claims(), request.course_id)
+        return catalog_pb2.GetOwnCourseResponse(course=course_to_proto(course))
 
     async def CreateLesson(
         self, request: catalog_pb2.CreateLessonRequest, context: Context

@@ -378,3 +378,46 @@ def clean_id_filter(ids: Sequence[int], field: str) -> tuple[int, ...] | None:
     if len(ids) > MAX_FILTER_IDS:
         raise InvalidArgument.on_field(field, f"At most {MAX_FILTER_IDS} ids are allowed.")
     return tuple(sorted({value for value in ids if value > 0}))
+
+
+# --- search and ordering of the course list ----------------------------------------------------
+
+COURSE_ORDERINGS = ("title", "-title", "created_at", "-created_at", "code", "-code")
+SEARCH_MAX = 200
+BAD_ORDERING = "Unknown ordering {value!r}; use one of: {allowed}."
+
+
+@dataclass(frozen=True)
+class CourseQuery:
+    """What a course list asks for beyond the caller's scope: full-text `search` (empty: none),
+    an `ordering` key and direction (None: newest first, or by relevance when searching), and
+    one instructor's courses only."""
+
+    search: str = ""
+    ordering: str | None = None
+    descending: bool = False
+    instructor_id: int | None = None
+
+
+def clean_course_query(search: str, ordering: str, instructor_id: int) -> CourseQuery:
+    errors = FieldErrorCollector()
+    search = search.strip()
+    problem = text_problem(search)
+    if problem:
+        errors.add("search", problem)
+    elif len(search) > SEARCH_MAX:
+        errors.add("search", too_long(SEARCH_MAX))
+    ordering = ordering.strip()
+    if ordering and ordering not in COURSE_ORDERINGS:
+        errors.add(
+            "ordering", BAD_ORDERING.format(value=ordering, allowed=", ".join(COURSE_ORDERINGS))
+        )
+    if instructor_id < 0:
+        errors.add("instructor", "Ensure this value is greater than or equal to 1.")
+    errors.raise_if_any()
+    return CourseQuery(
+        search=search,
+        ordering=ordering.lstrip("-") or None,
+        descending=ordering.startswith("-"),
+        instructor_id=instructor_id or None,
+    )

@@ -9,10 +9,10 @@ unique index, which is what settles concurrent creates.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, REGCONFIG, TSVECTOR
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -23,6 +23,7 @@ from services.catalog import SCHEMA
 from services.catalog.domain import (
     Course,
     CourseChange,
+    CourseQuery,
     CourseStatus,
     CourseWithLessons,
     Lesson,
@@ -59,7 +60,29 @@ courses = sa.Table(
     # +1 on every change of the course or its lessons, in the statement that makes the change
     # (lesson writes: `bump_version`), so the row lock orders every change of one course.
     sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    # What `?search=` matches: title (weight A) and short description (B), stemmed with the
+    # `english` configuration; kept by PostgreSQL itself on every write (a generated column).
+    sa.Column(
+        "search_document",
+        TSVECTOR,
+        sa.Computed(
+            "setweight(to_tsvector('english'::regconfig, (title)::text), 'A'::\"char\")"
+            " || setweight(to_tsvector('english'::regconfig, (short_description)::text),"
+            " 'B'::\"char\")",
+            persisted=True,
+        ),
+    ),
     sa.CheckConstraint("status IN ('draft', 'published')", name="status"),
+)
+# Full-text search over the live catalogue (see docs/catalog.md).
+SEARCH_CONFIG = "english"
+# fastupdate off: course writes are rare, so entries go straight into the index and searches
+# never scan a pending list (nor does the planner shy away from the index while one is long).
+sa.Index(
+    "ix_courses_search_document",
+    courses.c.search_document,
+    postgresql_using="gin",
+    postgresql_with={"fastupdate": "off"},
 )
 # The two listings: an instructor's own courses, and the published catalogue (newest first).
 sa.Index(
@@ -306,6 +329,24 @@ async def course_with_lessons_by_id(session: Executor, course_id: int) -> Course
     return CourseWithLessons(course, found)
 
 
+def _ordering(query: CourseQuery, rank: sa.ColumnElement[float] | None) -> list[Any]:
+    """ORDER BY of a course list: the chosen key, then id the same way (ties); by default by
+    relevance when searching, else newest first."""
+    direction = sa.desc if query.descending else sa.asc
+    if query.ordering == "code":
+        # COURSE-9999 sorts before COURSE-10000: shorter codes first.
+        return [
+            direction(sa.func.length(courses.c.code)),
+            direction(courses.c.code),
+            direction(courses.c.id),
+        ]
+    if query.ordering is not None:
+        return [direction(courses.c[query.ordering]), direction(courses.c.id)]
+    if rank is not None:
+        return [rank.desc(), courses.c.id.desc()]
+    return [courses.c.id.desc()]
+
+
 async def list_courses(
     session: Executor,
     scope: ListScope,
@@ -313,13 +354,26 @@ async def list_courses(
     *,
     offset: int,
     limit: int,
+    query: CourseQuery | None = None,
 ) -> tuple[list[CourseWithLessons], int]:
-    """One page of courses (newest first) with all their lessons, and the total match count.
+    """One page of courses (newest first, or as `query` asks) with all their lessons, and the
+    total match count.
 
     Three statements whatever the page size or the number of lessons: count, page, lessons of
     the page's courses (two when the page is empty, one past the end).
     """
+    query = query or CourseQuery()
     conditions = _course_conditions(scope, ids)
+    rank = None
+    if query.instructor_id is not None:
+        conditions.append(courses.c.instructor_id == query.instructor_id)
+    if query.search:
+        # websearch_to_tsquery takes any user text (quotes, "or", -word) without syntax errors.
+        tsquery = sa.func.websearch_to_tsquery(
+            sa.cast(SEARCH_CONFIG, REGCONFIG), sa.literal(query.search)
+        )
+        conditions.append(courses.c.search_document.bool_op("@@")(tsquery))
+        rank = sa.func.ts_rank(courses.c.search_document, tsquery)
     total = int(
         await session.scalar(sa.select(sa.func.count()).select_from(courses).where(*conditions))
         or 0
@@ -329,7 +383,7 @@ async def list_courses(
     page = (
         sa.select(*_COURSE_COLUMNS)
         .where(*conditions)
-        .order_by(courses.c.id.desc())
+        .order_by(*_ordering(query, rank))
         .offset(offset)
         .limit(limit)
     )

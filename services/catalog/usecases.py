@@ -27,6 +27,7 @@ from services.catalog.domain import (
     Lesson,
     NewLesson,
     clean_course_fields,
+    clean_course_query,
     clean_id_filter,
     clean_lesson_fields,
     clean_new_lesson,
@@ -101,15 +102,26 @@ class Catalog:
         return found
 
     async def list_courses(
-        self, caller: Claims, *, page: int, page_size: int, course_ids: Sequence[int]
+        self,
+        caller: Claims,
+        *,
+        page: int,
+        page_size: int,
+        course_ids: Sequence[int],
+        search: str = "",
+        ordering: str = "",
+        instructor_id: int = 0,
     ) -> tuple[list[CourseWithLessons], int]:
+        """A page of what the caller sees, narrowed by `search` (full text), one instructor's
+        courses and `course_ids`, in the chosen `ordering`."""
         window = page_request(page, page_size)
         ids = clean_id_filter(course_ids, "course_ids")
         scope = list_scope(caller)
+        query = clean_course_query(search, ordering, instructor_id)
 
         async def load(connection: AsyncConnection) -> tuple[list[CourseWithLessons], int]:
             return await store.list_courses(
-                connection, scope, ids, offset=window.offset, limit=window.limit
+                connection, scope, ids, offset=window.offset, limit=window.limit, query=query
             )
 
         return await read(self._engine, load)
@@ -158,6 +170,20 @@ class Catalog:
         if found is None:
             raise NotFound(COURSE_NOT_FOUND)
         ensure_enrollable(found.course)
+        return found
+
+    async def own_course(self, caller: Claims, course_id: int) -> CourseWithLessons:
+        """For the learning service's instructor views: the caller's own course with its
+        lessons; NotFound when they cannot see it, PermissionDenied when it is another's."""
+
+        async def load(connection: AsyncConnection) -> CourseWithLessons | None:
+            return await store.course_with_lessons_by_id(connection, course_id)
+
+        found = await read(self._engine, load)
+        if found is None:
+            raise NotFound(COURSE_NOT_FOUND)
+        visible(found.course, caller)
+        ensure_owner(found.course, caller)
         return found
 
     # --- lessons -------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ from courseplatform.learning.v1 import learning_pb2, learning_pb2_grpc
 
 from libs.call_context import current_claims
 from libs.proto_time import to_timestamp
-from services.learning.domain import Enrollment, Progress, Summary
+from services.learning.domain import CourseStats, Enrollment, NextLesson, Progress, Summary
 from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.progress import ProgressTracker
+from services.learning.usecases.roster import CourseViews
+from services.learning.usecases.withdrawal import Withdrawals
 
 
 def enrollment_to_proto(row: Enrollment) -> learning_pb2.Enrollment:
@@ -35,6 +37,37 @@ def summary_to_proto(summary: Summary) -> learning_pb2.EnrollmentSummary:
     )
 
 
+def next_lesson_to_proto(lesson: NextLesson | None) -> learning_pb2.NextLesson | None:
+    if lesson is None:
+        return None
+    return learning_pb2.NextLesson(
+        progress_id=lesson.progress_id,
+        lesson_id=lesson.lesson_id,
+        title=lesson.title,
+        order=lesson.order,
+    )
+
+
+def stats_to_proto(stats: CourseStats) -> learning_pb2.GetCourseStatsResponse:
+    return learning_pb2.GetCourseStatsResponse(
+        course_id=stats.course_id,
+        enrollments=stats.enrollments,
+        completed=stats.completed,
+        in_progress=stats.in_progress,
+        completion_rate=stats.completion_rate,
+        average_completion_percentage=stats.average_completion_percentage,
+        lessons=[
+            learning_pb2.LessonStats(
+                lesson_id=lesson.lesson_id,
+                title=lesson.title,
+                order=lesson.order,
+                completed=lesson.completed,
+            )
+            for lesson in stats.lessons
+        ],
+    )
+
+
 def progress_to_proto(row: Progress) -> learning_pb2.Progress:
     return learning_pb2.Progress(
         id=row.id,
@@ -50,9 +83,17 @@ def progress_to_proto(row: Progress) -> learning_pb2.Progress:
 
 
 class LearningServicer(learning_pb2_grpc.LearningServiceServicer):
-    def __init__(self, enrollments: Enrollments, progress: ProgressTracker) -> None:
+    def __init__(
+        self,
+        enrollments: Enrollments,
+        progress: ProgressTracker,
+        views: CourseViews,
+        withdrawals: Withdrawals,
+    ) -> None:
         self._enrollments = enrollments
         self._progress = progress
+        self._views = views
+        self._withdrawals = withdrawals
 
     async def Enroll(
         self, request: learning_pb2.EnrollRequest, context: grpc.aio.ServicerContext
@@ -73,11 +114,13 @@ class LearningServicer(learning_pb2_grpc.LearningServiceServicer):
     async def GetEnrollment(
         self, request: learning_pb2.GetEnrollmentRequest, context: grpc.aio.ServicerContext
     ) -> learning_pb2.GetEnrollmentResponse:
-        row, summary = await self._enrollments.get_enrollment(
+        row, summary, resume = await self._enrollments.get_enrollment(
             current_claims(), request.enrollment_id
         )
         return learning_pb2.GetEnrollmentResponse(
-            enrollment=enrollment_to_proto(row), summary=summary_to_proto(summary)
+            enrollment=enrollment_to_proto(row),
+            summary=summary_to_proto(summary),
+            next_lesson=next_lesson_to_proto(resume),
         )
 
     async def ListProgress(
@@ -125,3 +168,41 @@ class LearningServicer(learning_pb2_grpc.LearningServiceServicer):
     ) -> learning_pb2.ListEnrolledCourseIdsResponse:
         ids = await self._enrollments.enrolled_course_ids(current_claims())
         return learning_pb2.ListEnrolledCourseIdsResponse(course_ids=ids)
+
+    async def WithdrawEnrollment(
+        self,
+        request: learning_pb2.WithdrawEnrollmentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> learning_pb2.WithdrawEnrollmentResponse:
+        await self._withdrawals.withdraw(current_claims(), request.enrollment_id)
+        return learning_pb2.WithdrawEnrollmentResponse()
+
+    async def ListCourseEnrollments(
+        self,
+        request: learning_pb2.ListCourseEnrollmentsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> learning_pb2.ListCourseEnrollmentsResponse:
+        entries, total = await self._views.roster(
+            current_claims(),
+            request.course_id,
+            page=request.page,
+            page_size=request.page_size,
+            is_completed=request.is_completed if request.HasField("is_completed") else None,
+            search=request.search,
+            ordering=request.ordering,
+        )
+        return learning_pb2.ListCourseEnrollmentsResponse(
+            entries=[
+                learning_pb2.RosterEntry(
+                    enrollment=enrollment_to_proto(entry.enrollment),
+                    summary=summary_to_proto(entry.summary),
+                )
+                for entry in entries
+            ],
+            total_count=total,
+        )
+
+    async def GetCourseStats(
+        self, request: learning_pb2.GetCourseStatsRequest, context: grpc.aio.ServicerContext
+    ) -> learning_pb2.GetCourseStatsResponse:
+        return stats_to_proto(await self._views.stats(current_claims(), request.course_id))

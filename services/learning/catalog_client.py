@@ -88,6 +88,17 @@ class CatalogClient:
             raise as_domain_error(error) from None
         return _course(reply.course)
 
+    async def owned_course(self, course_id: int) -> CatalogCourse:
+        """The course with its current lessons if the caller owns it: NotFound when they cannot
+        see it, PermissionDenied when it is someone else's (catalog's rules, GetOwnCourse)."""
+        try:
+            reply = await self._catalog().GetOwnCourse(
+                catalog_pb2.GetOwnCourseRequest(course_id=course_id)
+            )
+        except grpc.RpcError as error:
+            raise as_domain_error(error) from None
+        return _course(reply.course)
+
     async def current_courses(self, course_ids: Sequence[int]) -> dict[int, CatalogCourse]:
         """Current title and lessons of each course that still exists (one call per 100)."""
         ids = sorted(set(course_ids))

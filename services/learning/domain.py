@@ -6,7 +6,7 @@ write what they decide.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -81,6 +81,8 @@ class Enrollment:
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Set while the student is withdrawn (the row and its progress are kept).
+    withdrawn_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -235,3 +237,168 @@ def copy_is_trusted(
     if (now - copy.checked_at).total_seconds() > max_age_s:
         return False
     return copy.version >= copy.latest_version
+
+
+# --- instructor views (roster, statistics), withdrawal and resume ------------------------------
+
+INSTRUCTORS_ONLY = "Only instructors can perform this action."
+BAD_ORDERING = "Unknown ordering {value!r}; use one of: {allowed}."
+
+# Roster orderings: the API's name -> the sort key's name; "-" means descending.
+ROSTER_ORDERINGS = (
+    "enrolled_at",
+    "-enrolled_at",
+    "completion_percentage",
+    "-completion_percentage",
+    "student_name",
+    "-student_name",
+)
+DEFAULT_ROSTER_ORDERING = "-enrolled_at"
+ROSTER_SEARCH_MAX = 255
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A validated `?ordering=`: the key and its direction (ties go the same way, by id)."""
+
+    key: str
+    descending: bool
+
+
+@dataclass(frozen=True)
+class RosterFilter:
+    is_completed: bool | None
+    search: str
+    ordering: Ordering
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    enrollment: Enrollment
+    summary: Summary
+
+
+@dataclass(frozen=True)
+class NextLesson:
+    progress_id: int
+    lesson_id: int
+    title: str
+    order: int
+
+
+@dataclass(frozen=True)
+class LessonFunnel:
+    lesson_id: int
+    title: str
+    order: int
+    completed: int
+
+
+@dataclass(frozen=True)
+class CourseStats:
+    course_id: int
+    enrollments: int
+    completed: int
+    in_progress: int
+    completion_rate: float
+    average_completion_percentage: float
+    lessons: tuple[LessonFunnel, ...]
+
+
+def require_instructor(claims: Claims) -> None:
+    if not claims.is_instructor:
+        raise PermissionDenied(INSTRUCTORS_ONLY)
+
+
+def parse_ordering(value: str, allowed: Sequence[str], default: str) -> Ordering:
+    """`value` (empty: `default`) as an Ordering; anything not in `allowed` is INVALID_ARGUMENT
+    on field `ordering`."""
+    value = value.strip() or default
+    if value not in allowed:
+        raise InvalidArgument.on_field(
+            "ordering", BAD_ORDERING.format(value=value, allowed=", ".join(allowed))
+        )
+    return Ordering(key=value.lstrip("-"), descending=value.startswith("-"))
+
+
+def roster_filter(is_completed: bool | None, search: str, ordering: str) -> RosterFilter:
+    search = search.strip()
+    if len(search) > ROSTER_SEARCH_MAX:
+        raise InvalidArgument.on_field(
+            "search", f"Ensure this field has no more than {ROSTER_SEARCH_MAX} characters."
+        )
+    return RosterFilter(
+        is_completed=is_completed,
+        search=search,
+        ordering=parse_ordering(ordering, ROSTER_ORDERINGS, DEFAULT_ROSTER_ORDERING),
+    )
+
+
+def next_lesson(enrollment: Enrollment, lessons: Sequence[LessonState]) -> NextLesson | None:
+    """Where the student resumes: the first open lesson in course order; None once the
+    enrollment is completed (its figures are final) or when nothing is open."""
+    if enrollment.completed_at is not None:
+        return None
+    first = min(
+        (lesson for lesson in lessons if not lesson.completed),
+        key=lambda lesson: (lesson.order, lesson.lesson_id),
+        default=None,
+    )
+    if first is None:
+        return None
+    return NextLesson(
+        progress_id=first.progress_id,
+        lesson_id=first.lesson_id,
+        title=first.title,
+        order=first.order,
+    )
+
+
+def summary_of(completed: int, total: int) -> Summary:
+    return Summary(
+        total_lessons=total,
+        completed_lessons=completed,
+        completion_percentage=completion_percentage(completed, total),
+    )
+
+
+def rounded(value: Decimal | float | int) -> float:
+    """A figure rounded half-up to 2 decimals, as every percentage of the API is."""
+    return float(Decimal(value).quantize(_CENTS, ROUND_HALF_UP))
+
+
+def course_stats(
+    course: CatalogCourse,
+    *,
+    enrollments: int,
+    completed: int,
+    open_completions: int,
+    completed_by_lesson: Mapping[int, int],
+) -> CourseStats:
+    """The statistics of a course from its running counts. A completed enrollment is at 100%;
+    an open one at (its completions among the course's current lessons) / (their number), so the
+    mean of the percentages is exact from the sum of the open ones' completions
+    (`open_completions`), rounded once at the end."""
+    lessons = len(course.lessons)
+    percentage_sum = Decimal(completed) * _HUNDRED
+    if lessons:
+        percentage_sum += Decimal(max(open_completions, 0)) * _HUNDRED / lessons
+    average = percentage_sum / enrollments if enrollments > 0 else Decimal(0)
+    rate = Decimal(completed) * _HUNDRED / enrollments if enrollments > 0 else Decimal(0)
+    return CourseStats(
+        course_id=course.id,
+        enrollments=enrollments,
+        completed=completed,
+        in_progress=enrollments - completed,
+        completion_rate=rounded(rate),
+        average_completion_percentage=rounded(average),
+        lessons=tuple(
+            LessonFunnel(
+                lesson_id=lesson.id,
+                title=lesson.title,
+                order=lesson.order,
+                completed=completed_by_lesson.get(lesson.id, 0),
+            )
+            for lesson in sorted(course.lessons, key=lambda lesson: (lesson.order, lesson.id))
+        ),
+    )

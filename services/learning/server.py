@@ -20,6 +20,8 @@ from services.learning.usecases.enrollments import Enrollments
 from services.learning.usecases.lesson_copies import LessonCopies
 from services.learning.usecases.progress import ProgressTracker
 from services.learning.usecases.reconciliation import Reconciler
+from services.learning.usecases.roster import CourseViews
+from services.learning.usecases.withdrawal import Withdrawals
 
 SERVICE_NAME = learning_pb2.DESCRIPTOR.services_by_name["LearningService"].full_name
 
@@ -28,21 +30,26 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     engine = create_engine(settings, "learning")
     sessions = session_factory(engine)
     course_changes = CourseChangeReader(settings.redis_url, sessions)
-    # The use cases ask about courses through learning's own copy of their lessons, which asks
-    # the catalog only when the copy cannot be trusted (usecases/lesson_copies.py).
+    client = CatalogClient(
+        settings.catalog_target,
+        settings.grpc_client_timeout_s,
+        count_sql_statements=settings.sql_statement_counting,
+    )
+    # The student use cases ask about courses through learning's own copy of their lessons,
+    # which asks the catalog only when the copy cannot be trusted (usecases/lesson_copies.py).
+    # The instructor views ask the catalog itself: it decides who owns a course.
     catalog = LessonCopies(
-        CatalogClient(
-            settings.catalog_target,
-            settings.grpc_client_timeout_s,
-            count_sql_statements=settings.sql_statement_counting,
-        ),
+        client,
         sessions,
         course_changes.events_seen_since,
         max_age_s=settings.lesson_copy_max_age_s,
     )
     reconciler = Reconciler(sessions, catalog)
     servicer = LearningServicer(
-        Enrollments(sessions, catalog, reconciler), ProgressTracker(sessions, catalog, reconciler)
+        Enrollments(sessions, catalog, reconciler),
+        ProgressTracker(sessions, catalog, reconciler),
+        CourseViews(sessions, client),
+        Withdrawals(sessions),
     )
     relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
 

@@ -55,8 +55,27 @@ enrollments = sa.Table(
     ),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     *_timestamps(),
+    # Set while the student is withdrawn: a state, not a delete (enrolling again revives the row).
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True)),
     # One enrollment per student and course, decided by the database so races cannot double it.
     sa.UniqueConstraint("student_id", "course_id"),
+)
+# Every read of a student's enrollments, progress and courses sees active enrollments only.
+ACTIVE = enrollments.c.withdrawn_at.is_(None)
+# A course's roster: its active enrollments by enrolled_at (the default) and by student name.
+sa.Index(
+    "ix_enrollments_course_active_enrolled",
+    enrollments.c.course_id,
+    enrollments.c.enrolled_at,
+    enrollments.c.id,
+    postgresql_where=ACTIVE,
+)
+sa.Index(
+    "ix_enrollments_course_active_name",
+    enrollments.c.course_id,
+    enrollments.c.student_name,
+    enrollments.c.id,
+    postgresql_where=ACTIVE,
 )
 
 lesson_progress = sa.Table(
@@ -79,6 +98,26 @@ lesson_progress = sa.Table(
     *_timestamps(),
     sa.UniqueConstraint("enrollment_id", "lesson_id"),
     sa.CheckConstraint("completed = (completed_at IS NOT NULL)", name="completed_at"),
+)
+
+# Running counts behind a course's statistics (roster_store.py keeps them, in the transactions
+# that change what they count), so the statistics read a handful of rows, not every enrollment.
+course_counts = sa.Table(
+    "course_counts",
+    metadata,
+    sa.Column("course_id", sa.BigInteger, primary_key=True),
+    # Active (not withdrawn) enrollments, and how many of them are completed.
+    sa.Column("enrollments", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+)
+course_lesson_counts = sa.Table(
+    "course_lesson_counts",
+    metadata,
+    sa.Column("course_id", sa.BigInteger, primary_key=True),
+    sa.Column("lesson_id", sa.BigInteger, primary_key=True),
+    # Active enrollments with this lesson completed, and how many of those are completed.
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("completed_in_completed", sa.Integer, nullable=False, server_default="0"),
 )
 
 # The shared outbox (libs/outbox.py): table `learning.outbox`, channel `learning_outbox`.
@@ -109,31 +148,24 @@ def _bigints(values: Sequence[int]) -> sa.ColumnElement:
 # Enrollments -------------------------------------------------------------------------------
 
 
-async def enrollment_exists(session: AsyncSession, student_id: int, course_id: int) -> bool:
-    statement = sa.select(
-        sa.exists().where(
-            enrollments.c.student_id == student_id, enrollments.c.course_id == course_id
-        )
-    )
-    return bool(await session.scalar(statement))
-
-
 async def insert_enrollment(
     session: AsyncSession, *, student_id: int, student_name: str, course_id: int, course_title: str
 ) -> Enrollment | None:
-    """The new enrollment, or None when the student is already enrolled (the unique constraint
-    decides, so concurrent requests wait for each other and exactly one wins)."""
-    statement = (
-        insert(enrollments)
-        .values(
-            student_id=student_id,
-            student_name=student_name,
-            course_id=course_id,
-            course_title=course_title,
-        )
-        .on_conflict_do_nothing(index_elements=[enrollments.c.student_id, enrollments.c.course_id])
-        .returning(*_ENROLLMENT_COLUMNS)
+    """The new enrollment, or the student's withdrawn one made active again (same id, progress
+    and completed_at), or None when the student is already enrolled. The unique constraint and
+    the row lock of ON CONFLICT decide, so concurrent requests wait for each other and exactly
+    one wins."""
+    new_row = insert(enrollments).values(
+        student_id=student_id,
+        student_name=student_name,
+        course_id=course_id,
+        course_title=course_title,
     )
+    statement = new_row.on_conflict_do_update(
+        index_elements=[enrollments.c.student_id, enrollments.c.course_id],
+        set_={"withdrawn_at": None, "updated_at": clock_now()},
+        where=enrollments.c.withdrawn_at.is_not(None),
+    ).returning(*_ENROLLMENT_COLUMNS)
     row = (await session.execute(statement)).one_or_none()
     return _enrollment(row) if row else None
 
@@ -142,7 +174,7 @@ async def enrollment_of(
     session: AsyncSession, student_id: int, enrollment_id: int
 ) -> Enrollment | None:
     statement = sa.select(*_ENROLLMENT_COLUMNS).where(
-        enrollments.c.id == enrollment_id, enrollments.c.student_id == student_id
+        enrollments.c.id == enrollment_id, enrollments.c.student_id == student_id, ACTIVE
     )
     row = (await session.execute(statement)).one_or_none()
     return _enrollment(row) if row else None
@@ -151,7 +183,7 @@ async def enrollment_of(
 async def open_enrollments_of(session: AsyncSession, student_id: int) -> list[Enrollment]:
     statement = (
         sa.select(*_ENROLLMENT_COLUMNS)
-        .where(enrollments.c.student_id == student_id, enrollments.c.completed_at.is_(None))
+        .where(enrollments.c.student_id == student_id, enrollments.c.completed_at.is_(None), ACTIVE)
         .order_by(enrollments.c.id)
     )
     return [_enrollment(row) for row in await session.execute(statement)]
@@ -176,7 +208,7 @@ async def lock_enrollments(
 async def list_enrollments(
     session: AsyncSession, student_id: int, page: PageRequest
 ) -> tuple[list[Enrollment], int]:
-    mine = enrollments.c.student_id == student_id
+    mine = sa.and_(enrollments.c.student_id == student_id, ACTIVE)
     total = await session.scalar(sa.select(sa.func.count()).select_from(enrollments).where(mine))
     if past_the_end(page.offset, total or 0):
         return [], int(total or 0)
@@ -193,7 +225,7 @@ async def list_enrollments(
 async def enrolled_course_ids(session: AsyncSession, student_id: int) -> list[int]:
     statement = (
         sa.select(enrollments.c.course_id)
-        .where(enrollments.c.student_id == student_id)
+        .where(enrollments.c.student_id == student_id, ACTIVE)
         .order_by(enrollments.c.course_id)
     )
     return list(await session.scalars(statement))
@@ -336,7 +368,11 @@ def _visible_progress(student_id: int) -> sa.Select:
     return (
         sa.select(*_PROGRESS_COLUMNS)
         .join(enrollments, enrollments.c.id == lesson_progress.c.enrollment_id)
-        .where(enrollments.c.student_id == student_id, lesson_progress.c.removed_at.is_(None))
+        .where(
+            enrollments.c.student_id == student_id,
+            ACTIVE,
+            lesson_progress.c.removed_at.is_(None),
+        )
     )
 
 
@@ -354,7 +390,7 @@ async def enrollment_id_of_progress(
     statement = (
         sa.select(lesson_progress.c.enrollment_id)
         .join(enrollments, enrollments.c.id == lesson_progress.c.enrollment_id)
-        .where(lesson_progress.c.id == progress_id, enrollments.c.student_id == student_id)
+        .where(lesson_progress.c.id == progress_id, enrollments.c.student_id == student_id, ACTIVE)
     )
     return await session.scalar(statement)
 

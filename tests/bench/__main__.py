@@ -211,6 +211,8 @@ class Bench:
     async def run_scenario(self, scenario: Scenario, seed: Seed, primary: bool) -> Row:
         assert scenario.http is not None
         await self.fresh_tokens(seed)
+        if scenario.prepare is not None:
+            await scenario.prepare(self.http, self.target, seed)
         requests = scenario.http(seed)
         if scenario.conditional:
             found = await self.conditional(requests)

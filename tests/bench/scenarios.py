@@ -3,8 +3,9 @@ baseline), and its budget."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 from courseplatform.catalog.v1 import catalog_pb2
@@ -13,8 +14,14 @@ from courseplatform.learning.v1 import learning_pb2
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
+from tests.bench import roster_scenarios as roster
 from tests.bench.seed import PASSWORD, Enrollment, Seed
 from tests.bench.wrk import HttpRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from tests.bench.platform import Platform
 
 # update_course cycles through this many distinct titles per course.
 TITLE_REVISIONS = 20
@@ -69,6 +76,8 @@ class Scenario:
     # Conditional GETs: each request carries If-None-Match with the ETag its URL answered
     # (the bench fetches them first; no ETag, no row).
     conditional: bool = False
+    # Seeds what only this scenario needs, before its requests are built (idempotent).
+    prepare: Callable[[httpx.AsyncClient, Platform, Seed], Awaitable[None]] | None = None
 
 
 def _method(descriptor_service: str, module: object, method: str) -> str:
@@ -297,6 +306,52 @@ SCENARIOS: tuple[Scenario, ...] = (
         update_course_http,
         update_course_grpc,
         needs=frozenset({"courses"}),
+    ),
+    # Issue #13 (tests/bench/roster_scenarios.py).
+    Scenario(
+        "course_roster",
+        Budget(100, min_rps=300),
+        roster.course_roster_http,
+        lambda seed: [
+            GrpcStep(
+                "learning",
+                _method(*LEARNING, "ListCourseEnrollments"),
+                [roster.course_roster_grpc_request(seed)],
+                seed.instructor.access,
+            )
+        ],
+        needs=frozenset(),
+        prepare=roster.prepare_roster,
+    ),
+    Scenario(
+        "course_stats",
+        Budget(100, min_rps=300),
+        roster.course_stats_http,
+        lambda seed: [
+            GrpcStep(
+                "learning",
+                _method(*LEARNING, "GetCourseStats"),
+                [roster.course_stats_grpc_request(seed)],
+                seed.instructor.access,
+            )
+        ],
+        needs=frozenset(),
+        prepare=roster.prepare_roster,
+    ),
+    Scenario(
+        "search_courses",
+        Budget(100, min_rps=300),
+        roster.search_courses_http,
+        lambda seed: [
+            GrpcStep(
+                "catalog",
+                _method(*CATALOG, "ListCourses"),
+                [roster.search_courses_grpc_request(seed)],
+                seed.student.access,
+            )
+        ],
+        needs=frozenset(),
+        prepare=roster.prepare_search,
     ),
     # Its requests are built from a pool of fresh enrollments (one open lesson each).
     Scenario("complete_lesson", Budget(150, floor_fraction=0.01), None),

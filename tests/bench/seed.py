@@ -92,6 +92,9 @@ class Seed:
     enrollments: list[Enrollment]
     enrollment_count: int = 0
     extra_students: list[Account] = field(default_factory=list)
+    # Issue #13's scenarios (roster_scenarios.py): their own data, made on first use.
+    roster_course_id: int = 0
+    search_ready: bool = False
 
 
 def run_label() -> str:

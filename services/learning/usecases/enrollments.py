@@ -15,20 +15,22 @@ from libs.db import transaction
 from libs.errors import FailedPrecondition, NotFound, Unavailable
 from libs.logging import get_logger
 from libs.paging import page_request
-from services.learning import store
+from services.learning import roster_store, store
 from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     ALREADY_ENROLLED,
     ENROLLMENT_NOT_FOUND,
     Enrollment,
     LessonState,
+    NextLesson,
     Summary,
+    next_lesson,
     require_course_id,
     require_id,
     require_student,
     summarize,
 )
-from services.learning.usecases.reconciliation import Reconciler
+from services.learning.usecases.reconciliation import Reconciler, complete_if_done
 
 log = get_logger("learning.enrollments")
 
@@ -48,9 +50,10 @@ class Enrollments:
         require_student(caller)
         require_course_id(course_id)
         # A cheap look first spares a catalog call on the common double click; the unique
-        # constraint below still decides races.
+        # constraint below still decides races. A withdrawn enrollment is enrolled again.
         async with self._sessions() as session:
-            if await store.enrollment_exists(session, caller.user_id, course_id):
+            earlier = await roster_store.enrollment_of_course(session, caller.user_id, course_id)
+            if earlier is not None and earlier.withdrawn_at is None:
                 raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
         course = await self._catalog.course_for_enrollment(course_id)
         async with transaction(self._sessions) as session:
@@ -63,8 +66,22 @@ class Enrollments:
             )
             if enrollment is None:
                 raise FailedPrecondition.on_field("course", ALREADY_ENROLLED)
-            # One progress row per lesson the course has now.
-            await store.reconcile(session, {enrollment.id: course.lessons})
+            # Back rather than new: an insert's two timestamps are one `now()`, a revived row's
+            # updated_at is the revival's clock_timestamp().
+            back = enrollment.updated_at != enrollment.created_at
+            completed = []
+            if enrollment.completed_at is None:  # completed ones are final, never reconciled
+                # One progress row per lesson the course has now (kept rows keep their progress).
+                await store.reconcile(session, {enrollment.id: course.lessons})
+                if back:  # after lessons were deleted, the open ones may all be gone
+                    states = await store.lesson_states(session, [enrollment.id])
+                    completed = await complete_if_done(session, [enrollment], states, caller)
+            await roster_store.apply_counts(
+                session,
+                enrolled=[] if back else [enrollment],
+                added=[enrollment] if back else [],
+                completed=completed,
+            )
         return enrollment
 
     async def list_enrollments(
@@ -78,7 +95,7 @@ class Enrollments:
 
     async def get_enrollment(
         self, caller: Claims, enrollment_id: int
-    ) -> tuple[Enrollment, Summary]:
+    ) -> tuple[Enrollment, Summary, NextLesson | None]:
         require_student(caller)
         enrollment, lessons = await self._with_lessons(
             caller, require_id(enrollment_id, ENROLLMENT_NOT_FOUND)
@@ -88,7 +105,7 @@ class Enrollments:
             caller, [enrollment], {enrollment.id: lessons}
         ):
             enrollment, lessons = await self._with_lessons(caller, enrollment.id)
-        return enrollment, summarize(lessons)
+        return enrollment, summarize(lessons), next_lesson(enrollment, lessons)
 
     async def enrolled_course_ids(self, caller: Claims) -> list[int]:
         require_student(caller)

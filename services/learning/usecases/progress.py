@@ -16,7 +16,7 @@ from libs.claims import Claims
 from libs.db import transaction
 from libs.errors import FailedPrecondition, InvalidArgument, NotFound
 from libs.paging import page_request
-from services.learning import store
+from services.learning import roster_store, store
 from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     COURSE_GONE,
@@ -124,6 +124,8 @@ class ProgressTracker:
                 raise FailedPrecondition.on_field("lesson", COURSE_GONE)
         async with transaction(self._sessions) as session:
             [locked] = await store.lock_enrollments(session, [enrollment.id])
+            if locked.withdrawn_at is not None:  # withdrawn while we asked the catalog
+                raise NotFound(PROGRESS_NOT_FOUND)
             if course is not None:
                 await reconcile_locked(session, [locked], {course.id: course})
             states = (await store.lesson_states(session, [locked.id]))[locked.id]
@@ -137,8 +139,11 @@ class ProgressTracker:
             check_can_complete(states, target)
             row = await store.complete_progress(session, progress_id)
             assert row is not None  # the enrollment lock keeps the row open until here
-            await complete_if_done(
+            completed = await complete_if_done(
                 session, [locked], {locked.id: after_completing(states, target)}, caller
+            )
+            await roster_store.apply_counts(
+                session, completed=completed, lesson_completed=[(locked.course_id, row.lesson_id)]
             )
             return row, False
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
 from libs.db import transaction
-from services.learning import store
+from services.learning import roster_store, store
 from services.learning.catalog_client import CourseLookups
 from services.learning.domain import (
     CatalogCourse,
@@ -110,8 +110,13 @@ class Reconciler:
         # The catalog was asked before the transaction: no lock is held across a network call.
         # Locked and re-read here: what the caller read only decides whether to come here.
         async with transaction(self._sessions) as session:
-            locked = await store.lock_enrollments(session, enrollment_ids)
+            locked = [
+                e
+                for e in await store.lock_enrollments(session, enrollment_ids)
+                if e.withdrawn_at is None
+            ]
             await reconcile_locked(session, locked, courses)
             states = await store.lesson_states(session, [e.id for e in locked])
             # A deleted last open lesson leaves nothing to complete: finish the course here.
-            await complete_if_done(session, locked, states, student)
+            completed = await complete_if_done(session, locked, states, student)
+            await roster_store.apply_counts(session, completed=completed)
