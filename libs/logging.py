@@ -21,6 +21,7 @@ import json
 import logging
 import queue
 import re
+import signal
 import sys
 import threading
 import time
@@ -357,6 +358,30 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    _flush_before_termination()
+
+
+def flush_logs() -> None:
+    """Write out every queued line now (later lines are written directly)."""
+    for writer in list(_writers.values()):
+        writer.close()
+
+
+def _terminate_after_flushing(signum: int, _: object) -> None:
+    flush_logs()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)  # the exit status stays "killed by SIGTERM"
+
+
+def _flush_before_termination() -> None:
+    """A default SIGTERM ends the process without atexit, so the queued lines would be lost;
+    uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done (gateway,
+    notifier), after restoring the handler it found. That handler is this one: it writes the
+    queue out, then terminates as the default would. A handler someone else set is kept."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate_after_flushing)
 
 
 def get_logger(name: str | None = None) -> FilteringBoundLogger:

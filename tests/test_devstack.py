@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -138,9 +140,26 @@ def end(stack: Stack) -> None:
             stack.process.wait()
 
 
+def fresh_directory() -> Iterator[Path]:
+    """A directory outside pytest's basetemp: any pytest run (a nested one, another checkout's)
+    tightens /tmp/pytest-of-<user> to 0700, and the embedded PostgreSQL, which runs as user
+    pgserver when we are root, could then no longer reach its data directory to stop."""
+    directory = Path(tempfile.mkdtemp(prefix="cp-fresh-clone-"))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def clone_dir() -> Iterator[Path]:
+    yield from fresh_directory()
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("fresh-clone"), stack_env())
+def stack() -> Iterator[Stack]:
+    directories = fresh_directory()
+    running = start_stack(next(directories), stack_env())
     try:
         wait_for_line(running, "courseplatform is up")
         # The line is listed before the reader thread has probed /readyz/ for it: wait for that.
@@ -148,6 +167,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         end(running)
+        directories.close()
 
 
 def test_the_banner_comes_once_readyz_answers_with_the_time_taken(stack: Stack) -> None:
@@ -247,12 +267,12 @@ def test_ctrl_c_stops_every_process_and_ends_with_a_stopped_line(stack: Stack) -
     assert noisy == [], "\n".join(after)
 
 
-def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(tmp_path: Path) -> None:
+def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(clone_dir: Path) -> None:
     env = stack_env()
     env["DEVSTACK_READY_NOTICE_S"] = "1"
     # The gateway looks for learning where nothing listens: /readyz/ stays 503.
     env["LEARNING_TARGET"] = f"127.0.0.1:{free_port()}"
-    stack = start_stack(tmp_path, env)
+    stack = start_stack(clone_dir, env)
     try:
         # Until the gateway listens the notice says "no answer"; then what /readyz/ says.
         wait_for_line(stack, "still waiting for http://127.0.0.1:", containing=": 503, ")
@@ -268,12 +288,12 @@ def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(tmp_pat
         end(stack)
 
 
-def test_a_service_that_dies_during_start_stops_the_stack_with_its_name(tmp_path: Path) -> None:
+def test_a_service_that_dies_during_start_stops_the_stack_with_its_name(clone_dir: Path) -> None:
     env = stack_env()
     with socket.socket() as taken:  # identity's port is taken: it cannot serve
         taken.bind(("127.0.0.1", int(env["IDENTITY_PORT"])))
         taken.listen()
-        stack = start_stack(tmp_path, env)
+        stack = start_stack(clone_dir, env)
         try:
             assert stack.process.wait(timeout=START_TIMEOUT_S) == 1
         finally:
@@ -283,4 +303,4 @@ def test_a_service_that_dies_during_start_stops_the_stack_with_its_name(tmp_path
     assert not any(line.startswith("courseplatform is up") for line in stack.lines)
     assert re.fullmatch(r"courseplatform stopped in \d+\.\d s \(exit code 1\)", stack.lines[-1])
     assert not tcp_port_open("127.0.0.1", int(env["EMBEDDED_REDIS_PORT"]))
-    assert not (tmp_path / ".data" / "postgres" / "postmaster.pid").exists()
+    assert not (clone_dir / ".data" / "postgres" / "postmaster.pid").exists()

@@ -60,7 +60,9 @@ def run_pytest(tmp_path: Path, tests: str, *args: str) -> subprocess.CompletedPr
     (tmp_path / "test_sample.py").write_text(tests)
     env = {**os.environ, **UNREACHABLE, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", *args],
+        # Its own basetemp: a pytest run tightens /tmp/pytest-of-<user> to 0700, which would cut
+        # off the embedded PostgreSQL (run as user pgserver) of a test running beside it.
+        [sys.executable, "-m", "pytest", "-q", "--basetemp", str(tmp_path / "tmp"), *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
