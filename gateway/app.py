@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +16,9 @@ from gateway.methods import MethodsMiddleware
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
-from gateway.routers import auth, courses, enrollments, lessons, ops, progress
+from gateway.routers import auth, courses, enrollments, lessons, ops, progress, users
 from gateway.security import install_security_headers
+from libs.revocations import RevocationFeed
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -30,9 +33,17 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        # Token revocations: the recent ones before the first request, then followed (each
+        # worker process keeps its own copy).
+        feed = RevocationFeed.from_settings(settings, app.state.verifier.revocations)
+        await feed.load()
+        following = asyncio.create_task(feed.run())
         try:
             yield
         finally:
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await app.state.backends.close()
 
     app = FastAPIOffline(
@@ -49,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
-    for module in (ops, auth, courses, lessons, enrollments, progress):
+    for module in (ops, auth, courses, lessons, enrollments, progress, users):
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths

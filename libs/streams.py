@@ -52,3 +52,9 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> StreamEntry:
     return StreamEntry(
         event=fields.get(FIELD_EVENT.encode()), event_id=text(FIELD_EVENT_ID), type=text(FIELD_TYPE)
     )
+
+
+# Identity: one TokensRevoked per logout, refresh-family revocation, deactivation or password
+# change; every token verifier follows it (libs/revocations.py).
+TOKENS_REVOKED_STREAM = "courseplatform.identity.tokens_revoked.v1"
+TOKENS_REVOKED_TYPE = "courseplatform.events.v1.TokensRevoked"

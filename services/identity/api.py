@@ -6,14 +6,15 @@ import grpc
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs.call_context import current_claims
-from libs.claims import TokenKind
+from libs.claims import Role
 from libs.proto_time import to_timestamp
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 from libs.tokens import JwksFile, TokenVerifier
+from services.identity.admin import UserAdministration
 from services.identity.domain import User
 from services.identity.usecases import Accounts
 
-PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks"})
+PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks", "VerifyRefreshToken"})
 
 
 def user_to_proto(user: User) -> identity_pb2.User:
@@ -25,12 +26,20 @@ def user_to_proto(user: User) -> identity_pb2.User:
         is_active=user.is_active,
         created_at=to_timestamp(user.created_at),
         updated_at=to_timestamp(user.updated_at),
+        last_login=to_timestamp(user.last_login),
     )
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, accounts: Accounts, verifier: TokenVerifier, jwks: JwksFile) -> None:
+    def __init__(
+        self,
+        accounts: Accounts,
+        verifier: TokenVerifier,
+        jwks: JwksFile,
+        administration: UserAdministration,
+    ) -> None:
         self._accounts = accounts
+        self._administration = administration
         self._verifier = verifier
         self._jwks = jwks
 
@@ -71,10 +80,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def VerifyToken(
         self, request: identity_pb2.VerifyTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.VerifyTokenResponse:
-        kind: TokenKind = (
-            "refresh" if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH else "access"
-        )
-        claims = self._verifier.verify(request.token, kind)
+        if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH:
+            claims = await self._accounts.verify_refresh(request.token)
+        else:
+            claims = self._verifier.verify(request.token, "access")
         return identity_pb2.VerifyTokenResponse(
             user_id=claims.user_id,
             role=ROLE_TO_PROTO.get(claims.role, identity_pb2.ROLE_UNSPECIFIED),
@@ -91,3 +100,35 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.GetJwksResponse:
         return identity_pb2.GetJwksResponse(jwks_json=self._jwks.document())
+
+    async def VerifyRefreshToken(
+        self, request: identity_pb2.VerifyRefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.VerifyRefreshTokenResponse:
+        claims = await self._accounts.verify_refresh(request.refresh_token)
+        return identity_pb2.VerifyRefreshTokenResponse(
+            user_id=claims.user_id, expires_at=to_timestamp(claims.expires_at)
+        )
+
+    async def ListUsers(
+        self, request: identity_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListUsersResponse:
+        role = PROTO_TO_ROLE.get(request.role)
+        users, total = await self._administration.list_users(
+            current_claims(),
+            search=request.search,
+            role=Role(role) if role else None,
+            is_active=request.is_active if request.HasField("is_active") else None,
+            page=request.page,
+            page_size=request.page_size,
+        )
+        return identity_pb2.ListUsersResponse(
+            users=[user_to_proto(user) for user in users], total_count=total
+        )
+
+    async def SetUserActive(
+        self, request: identity_pb2.SetUserActiveRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.SetUserActiveResponse:
+        user = await self._administration.set_active(
+            current_claims(), request.user_id, request.is_active
+        )
+        return identity_pb2.SetUserActiveResponse(user=user_to_proto(user))

@@ -7,9 +7,11 @@ from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
+from libs.revocations import RevocationFeed, RevocationPublisher
 from libs.settings import Settings
 from libs.signing_keys import ensure_signing_key
 from libs.tokens import JwksFile, issuer_from_settings, verifier_from_settings
+from services.identity.admin import UserAdministration
 from services.identity.api import PUBLIC_METHODS, IdentityServicer
 from services.identity.passwords import Passwords
 from services.identity.usecases import Accounts
@@ -22,8 +24,22 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     issuer = issuer_from_settings(settings)
     verifier = verifier_from_settings(settings)
     engine = create_engine(settings, "identity")
-    accounts = Accounts(session_factory(engine), Passwords(settings), issuer, verifier)
-    servicer = IdentityServicer(accounts, verifier, JwksFile(settings.jwt_keys_dir))
+    sessions = session_factory(engine)
+    # Revocations go out on the stream and into this process's own list at once; the feed
+    # brings those of the other identity replicas.
+    publisher = RevocationPublisher.from_settings(settings, verifier.revocations)
+    revocation_feed = RevocationFeed.from_settings(settings, verifier.revocations)
+    accounts = Accounts(sessions, Passwords(settings), issuer, verifier, publisher)
+    servicer = IdentityServicer(
+        accounts,
+        verifier,
+        JwksFile(settings.jwt_keys_dir),
+        UserAdministration(sessions, publisher),
+    )
+
+    async def on_stop() -> None:
+        await publisher.close()
+        await engine.dispose()
 
     def register(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, server)
@@ -32,8 +48,10 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         full_name=SERVICE_NAME,
         register=register,
         public_methods=PUBLIC_METHODS,
-        on_stop=engine.dispose,
+        on_stop=on_stop,
         health_probe=database_probe(engine, settings),
+        background_tasks=[revocation_feed.run],
+        startup=[revocation_feed.load],
     )
     return GrpcServer(
         definition,
