@@ -100,9 +100,8 @@ async def create_admin(
             await store.revoke_user_refresh_tokens(session, existing.id)
             return user, False
     except ProgrammingError as error:
-        raise CommandError(
-            f"the identity schema is missing or old; run `make migrate` ({error.orig})"
-        )
+        problem = f"the identity schema is missing or old, run `make migrate` first ({error.orig})"
+        raise CommandError(problem) from None
     finally:
         await engine.dispose()
 
