@@ -57,5 +57,5 @@ class UserAdministration:
             if user is None:
                 raise NotFound(USER_NOT_FOUND)
             if not is_active:
-                await revoke_all_sessions(session, self._publisher, user_id, reason="deactivated")
+                await revoke_all_sessions(session, user_id, self._publisher, reason="deactivated")
             return user

@@ -32,7 +32,7 @@ class TokenPair:
 
 
 async def revoke_all_sessions(
-    session: AsyncSession, publisher: RevocationPublisher, user_id: int, *, reason: str
+    session: AsyncSession, user_id: int, publisher: RevocationPublisher, *, reason: str
 ) -> None:
     """Every session of the user ends: its refresh tokens are revoked in `session`'s transaction
     and every access token issued until now is refused by every verifier (libs/revocations.py).
