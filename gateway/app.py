@@ -16,7 +16,7 @@ from gateway.methods import MethodsMiddleware
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
 from gateway.responses import OrjsonResponse
-from gateway.routers import auth, courses, enrollments, lessons, ops, progress, users
+from gateway.routers import auth, courses, enrollments, lessons, ops, passwords, progress, users
 from gateway.security import install_security_headers
 from libs.revocations import RevocationFeed
 from libs.settings import Settings
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
-    for module in (ops, auth, courses, lessons, enrollments, progress, users):
+    for module in (ops, auth, courses, lessons, enrollments, progress, passwords, users):
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths

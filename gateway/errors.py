@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.responses import OrjsonResponse
-from libs.errors import NON_FIELD, VALIDATION_MESSAGE, DomainError
+from libs.errors import NON_FIELD, VALIDATION_MESSAGE, DomainError, RateLimited
 from libs.grpc_errors import decode_rpc_error, grpc_code_for
 from libs.logging import get_logger
 
@@ -109,13 +109,25 @@ async def _api_error(_: Request, exc: Exception) -> OrjsonResponse:
 
 async def _domain_error(_: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, RateLimited):
+        return rate_limited_response(exc.message, exc.retry_after_s)
     return error_response(http_status_for(grpc_code_for(exc)), exc.message, exc.field_errors)
+
+
+def rate_limited_response(message: str, retry_after_s: int) -> OrjsonResponse:
+    """429 with the contract body and Retry-After in whole seconds (RFC 9110)."""
+    response = error_response(429, message)
+    response.headers["Retry-After"] = str(max(1, retry_after_s))
+    return response
 
 
 async def rpc_error_response(_: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, grpc.RpcError)
     failure = decode_rpc_error(exc)
     status = http_status_for(failure.code)
+    if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED and failure.retry_after_s is not None:
+        # A service's rate limit (RetryInfo attached), not gRPC's own RESOURCE_EXHAUSTED.
+        return rate_limited_response(failure.message, failure.retry_after_s)
     if status not in SERVICE_DECIDED:
         # Transport-level failures (gRPC's own RESOURCE_EXHAUSTED, timeouts, crashes) say things
         # about our internals: they are logged, never shown.

@@ -51,4 +51,7 @@ def uvicorn_options() -> dict[str, Any]:
     return {
         "http": "gateway.serving:ContractHttpToolsProtocol",
         "server_header": False,
+        # X-Forwarded-For is read by gateway/client.py, from TRUSTED_PROXIES only; uvicorn's
+        # default would believe it from 127.0.0.1 and rewrite the client address first.
+        "proxy_headers": False,
     }

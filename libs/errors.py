@@ -62,6 +62,16 @@ class Unavailable(DomainError):
     default_message = "A backend service is unavailable."
 
 
+class RateLimited(DomainError):
+    """Too many attempts: the caller may try again after `retry_after_s` whole seconds."""
+
+    default_message = "Too many failed attempts. Try again later."
+
+    def __init__(self, retry_after_s: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+
+
 class FieldErrorCollector:
     """Collects every field problem of a request so the caller sees them all at once."""
 

@@ -23,6 +23,7 @@ from libs.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    RateLimited,
     Unauthenticated,
     Unavailable,
 )
@@ -36,6 +37,7 @@ DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 GRPC_TO_DOMAIN = {code: error for error, code in DOMAIN_TO_GRPC.items()}
 
@@ -61,6 +63,12 @@ def to_grpc_status(error: DomainError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
+    if isinstance(error, RateLimited):
+        retry_info = error_details_pb2.RetryInfo()
+        retry_info.retry_delay.FromSeconds(error.retry_after_s)
+        packed = any_pb2.Any()
+        packed.Pack(retry_info)
+        details.append(packed)
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)
 
@@ -74,6 +82,8 @@ class RpcFailure:
     code: grpc.StatusCode
     message: str
     field_errors: FieldErrors = field(default_factory=dict)
+    # From a google.rpc.RetryInfo detail (RateLimited); None when the status carried none.
+    retry_after_s: int | None = None
 
 
 def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
@@ -81,6 +91,7 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     field_errors: FieldErrors = {}
+    retry_after_s: int | None = None
     # Pairs at run time (namedtuples from sync calls, tuples from grpc.aio); grpc-stubs types
     # the sync ones as an opaque object.
     trailing = cast(
@@ -97,7 +108,17 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
             if detail.Unpack(bad_request):  # False when the detail is another type
                 for violation in bad_request.field_violations:
                     field_errors.setdefault(violation.field, []).append(violation.description)
-    return RpcFailure(code=code, message=message or "", field_errors=field_errors)
+            retry_info = error_details_pb2.RetryInfo()
+            if detail.Unpack(retry_info):
+                # Whole seconds, rounded up: Retry-After never invites a retry too early.
+                delay = retry_info.retry_delay
+                retry_after_s = delay.seconds + (1 if delay.nanos > 0 else 0)
+    return RpcFailure(
+        code=code,
+        message=message or "",
+        field_errors=field_errors,
+        retry_after_s=retry_after_s,
+    )
 
 
 def as_domain_error(error: grpc.RpcError) -> DomainError:
@@ -110,4 +131,10 @@ def as_domain_error(error: grpc.RpcError) -> DomainError:
     error_type = GRPC_TO_DOMAIN.get(failure.code, Unavailable)
     if error_type is Unavailable:
         return Unavailable()
+    if error_type is RateLimited:
+        # Only a service's own decision carries RetryInfo; gRPC's RESOURCE_EXHAUSTED (a message
+        # too large) is not the caller's rate limit.
+        if failure.retry_after_s is None:
+            return Unavailable()
+        return RateLimited(failure.retry_after_s, failure.message)
     return error_type(failure.message, failure.field_errors)

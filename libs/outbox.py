@@ -70,9 +70,12 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
 class Outbox:
     """One service's outbox: the table and every statement run on it."""
 
-    def __init__(self, metadata: sa.MetaData) -> None:
+    def __init__(self, metadata: sa.MetaData, *, scrub_published: bool = False) -> None:
+        """`scrub_published`: empty a row's payload once it is published, for events that carry
+        a secret (identity's reset codes); such rows cannot be republished, by design."""
         assert metadata.schema, "the outbox lives in the service's own schema"
         self.schema: str = metadata.schema
+        self.scrub_published = scrub_published
         self.table = outbox_table(metadata)
         # Channel the relay LISTENs on; a committed insert NOTIFYs it.
         self.channel = f"{self.schema}_outbox"
@@ -108,10 +111,15 @@ class Outbox:
         if not outbox_ids:
             return
         outbox = self.table.c
+        values: dict[str, object] = {
+            "published_at": clock_now(),
+            "attempts": outbox.attempts + 1,
+            "last_error": None,
+        }
+        if self.scrub_published:
+            values["payload"] = b""
         await session.execute(
-            sa.update(self.table)
-            .where(outbox.id.in_(list(outbox_ids)))
-            .values(published_at=clock_now(), attempts=outbox.attempts + 1, last_error=None)
+            sa.update(self.table).where(outbox.id.in_(list(outbox_ids))).values(**values)
         )
 
     async def record_failure(self, session: AsyncSession, outbox_id: int, error: str) -> None:

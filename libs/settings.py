@@ -107,6 +107,23 @@ class Settings(BaseSettings):
     embedded_redis_port: int = 6380
     devstack_ready_notice_s: float = 30.0
 
+    # Accounts (docs/identity.md "Login throttling", "Password reset").
+    # Failed logins per account (normalised email) and per client address within the window;
+    # counted in Redis so every replica shares them.
+    login_account_max_failures: int = 5
+    login_ip_max_failures: int = 100
+    login_window_s: int = 900
+    # Gateway: comma-separated addresses/CIDRs of reverse proxies whose X-Forwarded-For is
+    # believed; empty: the connection's address is the client's.
+    trusted_proxies: str = ""
+    # Identity: gRPC peers (comma-separated addresses/CIDRs) whose `x-client-address` metadata
+    # is believed (the gateways); any other caller is throttled by its own peer address.
+    trusted_gateways: str = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+    password_reset_ttl_s: int = 1800
+    password_reset_mails_per_hour: int = 3
+    # Links in mails point here (the reset page reads `?code=`).
+    public_base_url: str = "http://localhost:8000"
+
     @field_validator("database_url")
     @classmethod
     def _use_psycopg3(cls, value: str) -> str:

@@ -20,6 +20,12 @@ COURSE_COMPLETED_TYPE = "courseplatform.events.v1.CourseCompleted"
 COURSE_CHANGED_STREAM = "courseplatform.catalog.course_changed.v1"
 COURSE_CHANGED_TYPE = "courseplatform.events.v1.CourseChanged"
 
+# Identity: one PasswordResetRequested per reset mail to send. Entries carry a live reset code
+# (a secret until it expires, PASSWORD_RESET_TTL_S): docs/identity.md "Password reset".
+PASSWORD_RESET_STREAM = "courseplatform.identity.password_reset_requested.v1"
+PASSWORD_RESET_DLQ = f"{PASSWORD_RESET_STREAM}.dlq"
+PASSWORD_RESET_TYPE = "courseplatform.events.v1.PasswordResetRequested"
+
 NOTIFIER_GROUP = "notifier"
 
 FIELD_EVENT = "event"

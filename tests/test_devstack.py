@@ -241,7 +241,7 @@ def test_ctrl_c_stops_every_process_and_ends_with_a_stopped_line(stack: Stack) -
         assert not tcp_port_open("127.0.0.1", stack.port(name)), name
     assert not (stack.directory / ".data" / "postgres" / "postmaster.pid").exists()
     noisy = [line for line in after if re.search(r"warn|error|traceback", line, re.I)]
-    assert noisy == []
+    assert noisy == [], "\n".join(after)
 
 
 def test_while_not_ready_it_says_what_readyz_answers_and_never_claims_up(tmp_path: Path) -> None:

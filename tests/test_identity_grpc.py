@@ -104,6 +104,9 @@ async def test_reflection_describes_the_service(channel: grpc.aio.Channel) -> No
         "VerifyRefreshToken",
         "ListUsers",
         "SetUserActive",
+        "ChangePassword",
+        "RequestPasswordReset",
+        "ConfirmPasswordReset",
     }
 
 

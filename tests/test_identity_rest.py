@@ -84,7 +84,7 @@ async def test_short_password_is_a_password_error(client: httpx.AsyncClient) -> 
 
 async def test_eight_characters_are_enough(client: httpx.AsyncClient) -> None:
     response = await client.post(
-        "/api/register/", json=registration(password="eight888", password_confirm="eight888")
+        "/api/register/", json=registration(password="k7#Qm2vX", password_confirm="k7#Qm2vX")
     )
     assert response.status_code == 201, response.text
 

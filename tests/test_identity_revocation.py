@@ -222,3 +222,27 @@ async def test_a_verifier_that_loses_redis_keeps_refusing_what_it_knew(
                 await verifiers.close()
     finally:
         await relay.stop()
+
+
+async def test_password_change_ends_every_earlier_token_of_the_user(
+    client: httpx.AsyncClient, verifiers: Verifiers
+) -> None:
+    user = await register_and_login(client, "Student")
+    second = await login(client, user.email)
+    for token in (user.access, second["access"]):
+        assert await verifiers.statuses(token) == ACCEPTED
+    changed = await client.post(
+        "/api/auth/password/change/",
+        json={
+            "current_password": "correct-horse-42",
+            "new_password": "plane-river-violet",
+            "new_password_confirm": "plane-river-violet",
+        },
+        headers=user.headers,
+    )
+    assert changed.status_code == 204, changed.text
+    for token in (user.access, second["access"]):
+        await refused_everywhere_within_deadline(verifiers, token)
+    # A login right after the change (within the same second) works everywhere.
+    fresh = await login(client, user.email, "plane-river-violet")
+    assert await verifiers.statuses(fresh["access"]) == ACCEPTED

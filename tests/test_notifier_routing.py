@@ -17,7 +17,13 @@ from faststream.redis.message import DefaultStreamMessage
 from redis.asyncio import Redis
 
 from libs.settings import Settings
-from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM, NOTIFIER_GROUP
+from libs.streams import (
+    COURSE_COMPLETED_DLQ,
+    COURSE_COMPLETED_STREAM,
+    NOTIFIER_GROUP,
+    PASSWORD_RESET_DLQ,
+    PASSWORD_RESET_STREAM,
+)
 from services.notifier.app import NotifierApp
 from services.notifier.asyncapi import document
 from tests.notifier_support import TestStream, completion_event, fast_settings, stream_entry
@@ -109,7 +115,12 @@ def test_asyncapi_documents_the_stream_entry_and_the_dead_letter_stream(
     spec = document(settings)
     assert spec["asyncapi"].startswith("3.")
     channels = spec["channels"]
-    assert set(channels) == {COURSE_COMPLETED_STREAM, COURSE_COMPLETED_DLQ}
+    assert set(channels) == {
+        COURSE_COMPLETED_STREAM,
+        COURSE_COMPLETED_DLQ,
+        PASSWORD_RESET_STREAM,
+        PASSWORD_RESET_DLQ,
+    }
     binding = channels[COURSE_COMPLETED_STREAM]["bindings"]["redis"]
     assert binding["groupName"] == NOTIFIER_GROUP
     schemas = spec["components"]["schemas"]
@@ -117,3 +128,5 @@ def test_asyncapi_documents_the_stream_entry_and_the_dead_letter_stream(
     assert entry["event"]["format"] == "binary"
     assert "CourseCompleted" in entry["event"]["description"]
     assert "dlq_reason" in schemas["DeadLetterEntry"]["properties"]
+    reset = schemas["PasswordResetEntry"]["properties"]
+    assert "PasswordResetRequested" in reset["event"]["description"]

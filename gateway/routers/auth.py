@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from gateway.auth import CurrentUser
 from gateway.bodies import Body, RequestModel, openapi_body
+from gateway.client import client_address_metadata
 from gateway.responses import OrjsonResponse, iso
 from gateway.routers.ops import backends
 from gateway.security import NO_STORE
@@ -89,11 +90,15 @@ async def register_alias(
     "/auth/login/",
     summary="Log in",
     openapi_extra=openapi_body(LoginBody),
-    responses={401: {"description": "Wrong password or unknown user (one message for both)"}},
+    responses={
+        401: {"description": "Wrong password or unknown user (one message for both)"},
+        429: {"description": "Too many failed logins for this account or address; see Retry-After"},
+    },
 )
 async def login(request: Request, body: Annotated[LoginBody, Body(LoginBody)]) -> Response:
     reply = await backends(request).identity.Login(
-        identity_pb2.LoginRequest(email=body.email, password=body.password)
+        identity_pb2.LoginRequest(email=body.email, password=body.password),
+        metadata=client_address_metadata(request),
     )
     user = user_json(reply.user)
     tokens = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
+from libs import client_address
 from libs.call_context import current_claims
 from libs.claims import Role
 from libs.proto_time import to_timestamp
@@ -12,9 +13,20 @@ from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 from libs.tokens import JwksFile, TokenVerifier
 from services.identity.admin import UserAdministration
 from services.identity.domain import User
+from services.identity.password_reset import PasswordResets
 from services.identity.usecases import Accounts
 
-PUBLIC_METHODS = frozenset({"Register", "Login", "RefreshToken", "GetJwks", "VerifyRefreshToken"})
+PUBLIC_METHODS = frozenset(
+    {
+        "Register",
+        "Login",
+        "RefreshToken",
+        "GetJwks",
+        "RequestPasswordReset",
+        "ConfirmPasswordReset",
+        "VerifyRefreshToken",
+    }
+)
 
 
 def user_to_proto(user: User) -> identity_pb2.User:
@@ -36,12 +48,16 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         accounts: Accounts,
         verifier: TokenVerifier,
         jwks: JwksFile,
+        resets: PasswordResets,
+        trusted_gateways: tuple[client_address.Network, ...],
         administration: UserAdministration,
     ) -> None:
         self._accounts = accounts
         self._administration = administration
         self._verifier = verifier
         self._jwks = jwks
+        self._resets = resets
+        self._trusted_gateways = trusted_gateways
 
     async def Register(
         self, request: identity_pb2.RegisterRequest, context: grpc.aio.ServicerContext
@@ -58,7 +74,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def Login(
         self, request: identity_pb2.LoginRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.LoginResponse:
-        user, pair = await self._accounts.login(email=request.email, password=request.password)
+        claimed = dict(context.invocation_metadata() or ()).get(
+            client_address.CLIENT_ADDRESS_HEADER
+        )
+        address = client_address.from_metadata(
+            context.peer(), claimed if isinstance(claimed, str) else None, self._trusted_gateways
+        )
+        user, pair = await self._accounts.login(
+            email=request.email, password=request.password, client_address=address
+        )
         return identity_pb2.LoginResponse(
             access_token=pair.access, refresh_token=pair.refresh, user=user_to_proto(user)
         )
@@ -132,3 +156,30 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             current_claims(), request.user_id, request.is_active
         )
         return identity_pb2.SetUserActiveResponse(user=user_to_proto(user))
+
+    async def ChangePassword(
+        self, request: identity_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ChangePasswordResponse:
+        await self._accounts.change_password(
+            current_claims(),
+            current_password=request.current_password,
+            new_password=request.new_password,
+            new_password_confirm=request.new_password_confirm,
+        )
+        return identity_pb2.ChangePasswordResponse()
+
+    async def RequestPasswordReset(
+        self, request: identity_pb2.RequestPasswordResetRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RequestPasswordResetResponse:
+        await self._resets.request(request.email)
+        return identity_pb2.RequestPasswordResetResponse()
+
+    async def ConfirmPasswordReset(
+        self, request: identity_pb2.ConfirmPasswordResetRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ConfirmPasswordResetResponse:
+        await self._resets.confirm(
+            code=request.code,
+            new_password=request.new_password,
+            new_password_confirm=request.new_password_confirm,
+        )
+        return identity_pb2.ConfirmPasswordResetResponse()

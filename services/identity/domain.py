@@ -10,12 +10,14 @@ from email_validator import EmailNotValidError, validate_email
 from libs.claims import Claims, Role
 from libs.errors import NON_FIELD, FailedPrecondition, FieldErrorCollector, PermissionDenied
 from libs.text import text_problem
+from services.identity.password_policy import PASSWORD_MAX, PASSWORD_MIN, password_problems
+
+__all__ = ["PASSWORD_MAX", "PASSWORD_MIN", "password_problems"]
 
 EMAIL_MAX = 254
 FULL_NAME_MAX = 255
-PASSWORD_MIN = 8
-# argon2 hashes any length, but an unbounded password is a cheap way to burn our CPU.
-PASSWORD_MAX = 128
+PASSWORDS_DIFFER = "Passwords do not match."
+WRONG_CURRENT_PASSWORD = "Your current password is incorrect."
 REQUIRED = "This field is required."
 REGISTRABLE_ROLES = (Role.STUDENT, Role.INSTRUCTOR)
 ADMINS_ONLY = "Only administrators can perform this action."
@@ -48,21 +50,27 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
+def email_problem(email: str) -> str | None:
+    """Why `email` (already stripped) is not an acceptable address, or None."""
+    if not email:
+        return REQUIRED
+    if len(email) > EMAIL_MAX:
+        return f"Ensure this field has no more than {EMAIL_MAX} characters."
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return "Enter a valid email address."
+    return None
+
+
 def validate_registration(
     *, email: str, full_name: str, role: str, password: str, password_confirm: str
 ) -> NewUser:
     """Check every field and report all problems at once (InvalidArgument)."""
     errors = FieldErrorCollector()
     email = email.strip()
-    if not email:
-        errors.add("email", REQUIRED)
-    elif len(email) > EMAIL_MAX:
-        errors.add("email", f"Ensure this field has no more than {EMAIL_MAX} characters.")
-    else:
-        try:
-            validate_email(email, check_deliverability=False)
-        except EmailNotValidError:
-            errors.add("email", "Enter a valid email address.")
+    if problem := email_problem(email):
+        errors.add("email", problem)
 
     full_name = full_name.strip()
     if not full_name:
@@ -90,29 +98,38 @@ def validate_registration(
         if not value:
             errors.add(field, REQUIRED)
     if password:
-        for problem in password_problems(password):
+        for problem in password_problems(password, email=email, full_name=full_name):
             errors.add("password", problem)
     if password and password_confirm and password != password_confirm:
-        errors.add(NON_FIELD, "Passwords do not match.")
+        errors.add(NON_FIELD, PASSWORDS_DIFFER)
 
     errors.raise_if_any()
     assert parsed_role is not None
     return NewUser(email=email, full_name=full_name, role=parsed_role, password=password)
 
 
-def password_problems(password: str) -> list[str]:
-    problems = []
-    if len(password) < PASSWORD_MIN:
-        problems.append(f"Ensure this field has at least {PASSWORD_MIN} characters.")
-    if len(password) > PASSWORD_MAX:
-        problems.append(f"Ensure this field has no more than {PASSWORD_MAX} characters.")
-    return problems
+def validate_new_password(
+    *, password: str, password_confirm: str, email: str, full_name: str
+) -> None:
+    """A password change or reset: the new password meets the policy (reported on `password`,
+    as at registration) and its confirmation matches (`non_field_errors`)."""
+    errors = FieldErrorCollector()
+    if not password:
+        errors.add("new_password", REQUIRED)
+    if not password_confirm:
+        errors.add("new_password_confirm", REQUIRED)
+    if password:
+        for problem in password_problems(password, email=email, full_name=full_name):
+            errors.add("password", problem)
+    if password and password_confirm and password != password_confirm:
+        errors.add(NON_FIELD, PASSWORDS_DIFFER)
+    errors.raise_if_any()
 
 
 def check_password_policy(password: str, *, email: str = "", full_name: str = "") -> list[str]:
     """Why `password` may not be used (empty: it may). The one policy for registration, change,
-    reset and `create-admin`; the fuller policy of issue #14 item 2 replaces this body."""
-    return password_problems(password)
+    reset and `create-admin` (services/identity/password_policy.py)."""
+    return password_problems(password, email=email, full_name=full_name)
 
 
 # --- administration -----------------------------------------------------------------------------

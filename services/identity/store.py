@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.db import row_columns, schema_metadata
+from libs.db import clock_now, row_columns, schema_metadata
+from libs.outbox import Outbox
 from services.identity import SCHEMA
 from services.identity.domain import User
 
@@ -59,6 +60,42 @@ refresh_tokens = sa.Table(
 )
 
 
+# Reset codes: only a SHA-256 of the code is kept (the code has 192 random bits, so a fast hash
+# is enough: there is nothing to brute-force); used_at makes each code single-use.
+password_resets = sa.Table(
+    "password_resets",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column(
+        "user_id", sa.BigInteger, sa.ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+)
+# "How many mails did this user get in the last hour" is one index range.
+sa.Index(
+    "ix_password_resets_user_id_created_at",
+    password_resets.c.user_id,
+    password_resets.c.created_at,
+)
+
+# PasswordResetRequested events, relayed to their stream (libs/outbox.py, libs/outbox_relay.py).
+# They carry a live reset code: the payload is emptied the moment the row is published.
+outbox = Outbox(metadata, scrub_published=True)
+
+
+@dataclass(frozen=True)
+class PasswordResetRow:
+    id: int
+    user_id: int
+    expires_at: datetime
+    used_at: datetime | None
+
+
 @dataclass(frozen=True)
 class RefreshTokenRow:
     jti: str
@@ -71,6 +108,7 @@ class RefreshTokenRow:
 
 _USER_COLUMNS = row_columns(users, User)
 _REFRESH_TOKEN_COLUMNS = row_columns(refresh_tokens, RefreshTokenRow)
+_PASSWORD_RESET_COLUMNS = row_columns(password_resets, PasswordResetRow)
 
 
 class EmailTaken(Exception):
@@ -168,7 +206,7 @@ async def revoke_family(session: AsyncSession, family_id: str) -> None:
 
 
 async def revoke_user_refresh_tokens(session: AsyncSession, user_id: int) -> None:
-    """Every refresh token of the user stops working (every session ends)."""
+    """Every live refresh token of the user, every family: the sessions of all their devices."""
     await session.execute(
         sa.update(refresh_tokens)
         .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
@@ -203,6 +241,14 @@ async def set_active(session: AsyncSession, user_id: int, is_active: bool) -> Us
         .values(is_active=is_active, updated_at=sa.func.now())
         .returning(*_USER_COLUMNS)
     )
+    row = (await session.execute(statement)).one_or_none()
+    return User(**row._mapping) if row else None
+
+
+async def lock_user(session: AsyncSession, user_id: int) -> User | None:
+    """The user's row, locked: password changes and reset requests of one user run one at a
+    time (so the per-hour mail count cannot be raced)."""
+    statement = sa.select(*_USER_COLUMNS).where(users.c.id == user_id).with_for_update()
     row = (await session.execute(statement)).one_or_none()
     return User(**row._mapping) if row else None
 
@@ -267,3 +313,56 @@ async def list_users(
         .limit(limit)
     )
     return [User(**row._mapping) for row in (await session.execute(page)).all()], total
+
+
+async def recent_reset_count(session: AsyncSession, user_id: int, within: timedelta) -> int:
+    statement = sa.select(sa.func.count()).where(
+        password_resets.c.user_id == user_id,
+        password_resets.c.created_at > clock_now() - within,
+    )
+    return int(await session.scalar(statement) or 0)
+
+
+@dataclass(frozen=True)
+class NewPasswordReset:
+    id: int
+    created_at: datetime
+    expires_at: datetime
+
+
+async def insert_password_reset(
+    session: AsyncSession, *, user_id: int, code_hash: str, ttl: timedelta
+) -> NewPasswordReset:
+    """A new code's row; the database clock decides when it was made and when it expires."""
+    now = clock_now()
+    statement = (
+        sa.insert(password_resets)
+        .values(user_id=user_id, code_hash=code_hash, created_at=now, expires_at=now + ttl)
+        .returning(password_resets.c.id, password_resets.c.created_at, password_resets.c.expires_at)
+    )
+    row = (await session.execute(statement)).one()
+    return NewPasswordReset(**row._mapping)
+
+
+async def usable_reset(
+    session: AsyncSession, code_hash: str, *, lock: bool = False
+) -> PasswordResetRow | None:
+    """The code's row if it is neither used nor expired."""
+    table = password_resets.c
+    statement = sa.select(*_PASSWORD_RESET_COLUMNS).where(
+        table.code_hash == code_hash, table.used_at.is_(None), table.expires_at > clock_now()
+    )
+    if lock:
+        statement = statement.with_for_update()
+    row = (await session.execute(statement)).one_or_none()
+    return PasswordResetRow(**row._mapping) if row else None
+
+
+async def use_up_resets(session: AsyncSession, user_id: int) -> None:
+    """Mark every open code of the user used: the one just redeemed, and any older one (a new
+    password makes them all pointless, and a stolen mail must not outlive the change)."""
+    await session.execute(
+        sa.update(password_resets)
+        .where(password_resets.c.user_id == user_id, password_resets.c.used_at.is_(None))
+        .values(used_at=clock_now())
+    )

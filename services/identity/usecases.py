@@ -1,10 +1,11 @@
-"""Identity use cases: register, log in, rotate and revoke refresh tokens.
+"""Identity use cases: register, log in, rotate and revoke refresh tokens, change a password.
 
 Each runs in one transaction and raises domain errors; api.py only translates to and from protos.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -12,12 +13,26 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from libs.claims import Claims
 from libs.db import transaction
-from libs.errors import FailedPrecondition, NotFound, PermissionDenied, Unauthenticated
+from libs.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
 from libs.revocations import RevocationPublisher, session_revocation, user_revocation
 from libs.tokens import TokenIssuer, TokenVerifier
 from services.identity import store
-from services.identity.domain import User, may_read_user, normalize_email, validate_registration
+from services.identity.domain import (
+    WRONG_CURRENT_PASSWORD,
+    User,
+    may_read_user,
+    normalize_email,
+    validate_new_password,
+    validate_registration,
+)
 from services.identity.passwords import Passwords
+from services.identity.throttling import LoginThrottle
 
 BAD_CREDENTIALS = "No active account found with the given credentials"
 EMAIL_TAKEN = "A user with this email already exists."
@@ -34,8 +49,10 @@ class TokenPair:
 async def revoke_all_sessions(
     session: AsyncSession, user_id: int, publisher: RevocationPublisher, *, reason: str
 ) -> None:
-    """Every session of the user ends: its refresh tokens are revoked in `session`'s transaction
-    and every access token issued until now is refused by every verifier (libs/revocations.py).
+    """Every session of the user ends, in the caller's transaction: after a password change or
+    reset, or a deactivation. The one place "all of this user's sessions end" is decided: every
+    refresh token of every family is revoked and every access token issued until now is refused
+    by every verifier (libs/revocations.py), so nothing that ends sessions forgets half of it.
 
     Published before the caller's transaction commits: when Redis refuses, the error rolls the
     transaction back (the caller answers UNAVAILABLE and nothing changed, so a retry is safe);
@@ -68,18 +85,22 @@ class Accounts:
         passwords: Passwords,
         issuer: TokenIssuer,
         verifier: TokenVerifier,
+        throttle: LoginThrottle,
         publisher: RevocationPublisher,
     ) -> None:
         self._sessions = sessions
         self._passwords = passwords
         self._issuer = issuer
         self._verifier = verifier
+        self._throttle = throttle
         self._publisher = publisher
 
     async def register(
         self, *, email: str, full_name: str, role: str, password: str, password_confirm: str
     ) -> User:
-        new_user = validate_registration(
+        # zxcvbn takes up to tens of milliseconds: off the event loop, like argon2.
+        new_user = await asyncio.to_thread(
+            validate_registration,
             email=email,
             full_name=full_name,
             role=role,
@@ -105,12 +126,19 @@ class Accounts:
         except store.EmailTaken:
             raise FailedPrecondition.on_field("email", EMAIL_TAKEN) from None
 
-    async def login(self, *, email: str, password: str) -> tuple[User, TokenPair]:
+    async def login(
+        self, *, email: str, password: str, client_address: str
+    ) -> tuple[User, TokenPair]:
+        account = normalize_email(email)
+        # Before anything is hashed: a throttled flood costs no argon2 time (raises RateLimited).
+        await self._throttle.before_attempt(account, client_address)
         async with self._sessions() as session:
-            user = await store.user_by_email(session, normalize_email(email))
+            user = await store.user_by_email(session, account)
         password_ok = await self._passwords.verify(user.password_hash if user else None, password)
         if user is None or not password_ok or not user.is_active:
+            await self._throttle.failed(account, client_address)
             raise Unauthenticated(BAD_CREDENTIALS)
+        await self._throttle.succeeded(account)
         # Hash before the transaction: a pooled connection is not held through ~20 ms of argon2.
         new_hash = (
             await self._passwords.hash(password)
@@ -177,6 +205,39 @@ class Accounts:
         if user is None or not user.is_active:
             raise Unauthenticated(BAD_REFRESH)
         return claims
+
+    async def change_password(
+        self, caller: Claims, *, current_password: str, new_password: str, new_password_confirm: str
+    ) -> None:
+        """The caller's new password; every session of theirs ends (this one included)."""
+        async with self._sessions() as session:
+            user = await store.user_by_id(session, caller.user_id)
+        if user is None or not user.is_active:
+            raise Unauthenticated()
+        problems: dict[str, list[str]] = {}
+        if not await self._passwords.verify(user.password_hash, current_password):
+            problems["current_password"] = [WRONG_CURRENT_PASSWORD]
+        try:
+            await asyncio.to_thread(
+                validate_new_password,
+                password=new_password,
+                password_confirm=new_password_confirm,
+                email=user.email,
+                full_name=user.full_name,
+            )
+        except InvalidArgument as error:
+            problems.update(error.field_errors)
+        if problems:
+            raise InvalidArgument(field_errors=problems)
+        password_hash = await self._passwords.hash(new_password)
+        async with transaction(self._sessions) as session:
+            locked = await store.lock_user(session, user.id)
+            if locked is None or locked.password_hash != user.password_hash:
+                # Changed meanwhile (another change or a reset): the current password we
+                # checked is no longer current.
+                raise InvalidArgument.on_field("current_password", WRONG_CURRENT_PASSWORD)
+            await store.update_password_hash(session, user.id, password_hash)
+            await revoke_all_sessions(session, user.id, self._publisher, reason="password_changed")
 
     async def get_user(self, caller: Claims, user_id: int) -> User:
         target = user_id or caller.user_id

@@ -27,6 +27,7 @@ from faststream.redis.message import DefaultStreamMessage
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,11 +43,16 @@ from libs.streams import (
     FIELD_EVENT_ID,
     FIELD_TYPE,
     NOTIFIER_GROUP,
+    PASSWORD_RESET_DLQ,
+    PASSWORD_RESET_STREAM,
+    PASSWORD_RESET_TYPE,
     decode_entry,
 )
 from services.notifier import lease
 from services.notifier.consumer_group import ensure_group, forget_stale_consumers
+from services.notifier.kinds import COURSE_COMPLETED, MailKind
 from services.notifier.mailer import mailer_from_settings
+from services.notifier.password_reset import password_reset_kind
 from services.notifier.usecases import Delivery, Notifier, Outcome, RetryPolicy, StreamBinding
 
 log = get_logger("notifier")
@@ -76,6 +82,21 @@ class CourseCompletedEntry(BaseModel):
     )
     event_id: str = Field("", description="The event's id in clear text; equals event.event_id.")
     type: str = Field("", description=f"Always `{COURSE_COMPLETED_TYPE}`.")
+
+
+class PasswordResetEntry(BaseModel):
+    """One entry of the password-reset stream (Redis stream fields, not JSON)."""
+
+    event: bytes = Field(
+        b"",
+        description=(
+            f"Binary protobuf `{PASSWORD_RESET_TYPE}` "
+            "(protos/courseplatform/events/v1/events.proto): event_id, user_id, email, "
+            "full_name, code (a live secret until expires_at), expires_at, requested_at."
+        ),
+    )
+    event_id: str = Field("", description="The event's id in clear text; equals event.event_id.")
+    type: str = Field("", description=f"Always `{PASSWORD_RESET_TYPE}`.")
 
 
 class DeadLetterEntry(CourseCompletedEntry):
@@ -133,6 +154,8 @@ class NotifierApp:
         group: str = NOTIFIER_GROUP,
         consumer: str | None = None,
         supervise_interval_s: float = SUPERVISE_INTERVAL_S,
+        password_reset_stream: str | None = PASSWORD_RESET_STREAM,
+        password_reset_dead_letter_stream: str = PASSWORD_RESET_DLQ,
     ) -> None:
         self.settings = settings
         self.supervise_interval_s = supervise_interval_s
@@ -147,6 +170,19 @@ class NotifierApp:
         )
         self.mailer = mailer_from_settings(settings)
         self.notifier: Notifier | None = None
+        # Password-reset mails: the same machinery on identity's stream (None: not consumed).
+        self.reset_binding = (
+            StreamBinding(
+                stream=password_reset_stream,
+                dead_letter_stream=password_reset_dead_letter_stream,
+                group=group,
+                consumer=self.consumer,
+                dead_letter_maxlen=settings.stream_maxlen,
+            )
+            if password_reset_stream
+            else None
+        )
+        self.reset_notifier: Notifier | None = None
         self._redis: Redis | None = None
         self._engine: AsyncEngine | None = None
 
@@ -159,7 +195,21 @@ class NotifierApp:
             logger=faststream_logger,
             log_level=logging.DEBUG,  # one line per message; the processor logs outcomes
         )
-        self._register_subscribers()
+        self.reader, self.reclaimer = self._register_subscribers(
+            self.binding,
+            CourseCompletedEntry,
+            "Course completions; one email per event id.",
+            lambda: self.notifier,
+        )
+        self.subscribers = [self.reader, self.reclaimer]
+        if self.reset_binding is not None:
+            self.subscribers += self._register_subscribers(
+                self.reset_binding,
+                PasswordResetEntry,
+                "Password reset requests (identity); one email per event id, none once the "
+                "code expired.",
+                lambda: self.reset_notifier,
+            )
         # Documents the dead-letter stream in AsyncAPI; deadletter.py writes it (atomically with
         # the XACK, in the source stream's raw encoding, which a FastStream publisher cannot do).
         self.broker.publisher(
@@ -169,6 +219,14 @@ class NotifierApp:
             "replay-dead-letters",
             schema=DeadLetterEntry,
         )
+        if self.reset_binding is not None:
+            self.broker.publisher(
+                stream=self.reset_binding.dead_letter_stream,
+                title=self.reset_binding.dead_letter_stream,
+                description="Password-reset entries the notifier gave up on (they hold a reset "
+                "code, useless once expired).",
+                schema=DeadLetterEntry,
+            )
         self.specification = AsyncAPI(
             self.broker,
             title="courseplatform notifier",
@@ -193,15 +251,21 @@ class NotifierApp:
             after_shutdown=[self._close],
         )
 
-    def _register_subscribers(self) -> None:
+    def _register_subscribers(
+        self,
+        binding: StreamBinding,
+        schema: type[BaseModel],
+        description: str,
+        notifier: Callable[[], Notifier | None],
+    ) -> list[Any]:
+        """The reader and the reclaimer of one stream, both handing entries to `notifier()`."""
         settings = self.settings
-        binding = self.binding
         common: dict[str, Any] = {
             "ack_policy": AckPolicy.MANUAL,
             "parser": parse_entry,
             "decoder": decode_fields,
         }
-        self.reader = self.broker.subscriber(
+        reader = self.broker.subscriber(
             stream=StreamSub(
                 binding.stream,
                 group=binding.group,
@@ -211,14 +275,13 @@ class NotifierApp:
             ),
             title=binding.stream,
             description=(
-                "Course completions; one email per event id. An entry is acknowledged only "
-                "after the mail was accepted, or after it was moved to "
-                f"`{binding.dead_letter_stream}`."
+                f"{description} An entry is acknowledged only after the mail was accepted, or "
+                f"after it was moved to `{binding.dead_letter_stream}`."
             ),
             **common,
         )
         reclaim_poll_ms = lease.reclaim_poll_ms(settings.notifier_reclaim_idle_ms)
-        self.reclaimer = self.broker.subscriber(
+        reclaimer = self.broker.subscriber(
             stream=StreamSub(
                 binding.stream,
                 group=binding.group,
@@ -230,41 +293,97 @@ class NotifierApp:
             **common,
         )
 
-        @self.reader
-        @self.reclaimer
-        async def on_course_completed(
-            # `entry` gives AsyncAPI the payload schema; the processor works on the raw fields,
-            # byte for byte (a dead letter must keep them exactly).
-            entry: CourseCompletedEntry,
-            message: RedisStreamMessage,
-        ) -> None:
-            assert self.notifier is not None, "subscribers start after _open"
+        async def on_entry(message: RedisStreamMessage) -> None:
+            handler = notifier()
+            assert handler is not None, "subscribers start after _open"
             delivery = Delivery(entry_id=message.message_id, fields=message.raw_message["data"])
-            outcome = await self.notifier.handle(delivery)
-            if outcome in (Outcome.SENT, Outcome.DUPLICATE):
+            outcome = await handler.handle(delivery)
+            if outcome in (Outcome.SENT, Outcome.DUPLICATE, Outcome.SKIPPED):
                 await message.ack()
             elif outcome is Outcome.RETRY_LATER:
                 # No XACK: the entry stays pending and the reclaimer redelivers it.
                 await message.nack()
+                return
             # DEAD_LETTERED: acked in the same MULTI that wrote the dead letter.
+            if handler.kind.delete_when_done:
+                await self._forget_entry(binding.stream, delivery.entry_id)
+
+        # `entry` gives AsyncAPI the payload schema; the handler works on the raw fields, byte
+        # for byte (a dead letter must keep them exactly).
+        if schema is CourseCompletedEntry:
+
+            async def on_course_completed(
+                entry: CourseCompletedEntry, message: RedisStreamMessage
+            ) -> None:
+                await on_entry(message)
+
+            reader(reclaimer(on_course_completed))
+        else:
+
+            async def on_password_reset(
+                entry: PasswordResetEntry, message: RedisStreamMessage
+            ) -> None:
+                await on_entry(message)
+
+            reader(reclaimer(on_password_reset))
+        return [reader, reclaimer]
+
+    async def _forget_entry(self, stream: str, entry_id: str) -> None:
+        """Delete a handled entry that holds a secret, so the stream keeps no live code."""
+        assert self._redis is not None
+        try:
+            await self._redis.xdel(stream, entry_id)
+        except RedisError as error:  # the code still expires; the entry just lingers
+            log.warning("could not delete a handled entry", stream=stream, error=repr(error))
 
     @property
     def subscribers_running(self) -> bool:
-        return self.reader.running and self.reclaimer.running
+        return all(subscriber.running for subscriber in self.subscribers)
 
     async def _open(self) -> None:
         settings = self.settings
         self._engine = create_engine(settings, "notifier")
         self._redis = redis_client(settings.redis_url)
+        bindings = [self.binding, *([self.reset_binding] if self.reset_binding else [])]
+        for binding in bindings:
+            if await ensure_group(self._redis, binding.stream, binding.group):
+                log.info("created consumer group", stream=binding.stream, group=binding.group)
+            forgotten = await forget_stale_consumers(
+                self._redis, binding.stream, binding.group, keep=self.consumer
+            )
+            if forgotten:
+                log.info("forgot consumers of finished processes", consumers=forgotten)
+        self.notifier = self._notifier(self.binding, COURSE_COMPLETED)
+        if self.reset_binding is not None:
+            self.reset_notifier = self._notifier(
+                self.reset_binding, password_reset_kind(settings.public_base_url)
+            )
         binding = self.binding
-        if await ensure_group(self._redis, binding.stream, binding.group):
-            log.info("created consumer group", stream=binding.stream, group=binding.group)
-        forgotten = await forget_stale_consumers(
-            self._redis, binding.stream, binding.group, keep=self.consumer
+        if settings.notifier_lease_s * 1000 > settings.notifier_reclaim_idle_ms:
+            log.warning(
+                "NOTIFIER_LEASE_S exceeds NOTIFIER_RECLAIM_IDLE_MS: a dead consumer's mail "
+                "waits several reclaim rounds (see docs/notifier.md)",
+                lease_s=settings.notifier_lease_s,
+                reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
+            )
+        log.info(
+            "notifier starting",
+            stream=binding.stream,
+            password_reset_stream=self.reset_binding.stream if self.reset_binding else None,
+            group=binding.group,
+            consumer=self.consumer,
+            transport=self.mailer.description,
+            reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
+            lease_s=settings.notifier_lease_s,
+            takeover_bound_s=lease.takeover_bound_s(
+                settings.notifier_reclaim_idle_ms, settings.notifier_lease_s
+            ),
         )
-        if forgotten:
-            log.info("forgot consumers of finished processes", consumers=forgotten)
-        self.notifier = Notifier(
+
+    def _notifier(self, binding: StreamBinding, kind: MailKind) -> Notifier:
+        settings = self.settings
+        assert self._engine is not None and self._redis is not None
+        return Notifier(
             sessions=session_factory(self._engine),
             redis=self._redis,
             mailer=self.mailer,
@@ -277,25 +396,7 @@ class NotifierApp:
             ),
             lease_s=settings.notifier_lease_s,
             record_sent_budget_s=settings.notifier_record_sent_retry_s,
-        )
-        if settings.notifier_lease_s * 1000 > settings.notifier_reclaim_idle_ms:
-            log.warning(
-                "NOTIFIER_LEASE_S exceeds NOTIFIER_RECLAIM_IDLE_MS: a dead consumer's mail "
-                "waits several reclaim rounds (see docs/notifier.md)",
-                lease_s=settings.notifier_lease_s,
-                reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
-            )
-        log.info(
-            "notifier starting",
-            stream=binding.stream,
-            group=binding.group,
-            consumer=self.consumer,
-            transport=self.mailer.description,
-            reclaim_idle_ms=settings.notifier_reclaim_idle_ms,
-            lease_s=settings.notifier_lease_s,
-            takeover_bound_s=lease.takeover_bound_s(
-                settings.notifier_reclaim_idle_ms, settings.notifier_lease_s
-            ),
+            kind=kind,
         )
 
     async def _start_supervisor(self) -> None:
@@ -308,10 +409,13 @@ class NotifierApp:
         (the stream was deleted, Redis restarted empty) it stops the subscriber for good. The
         group is then recreated and the subscriber started again.
         """
-        binding = self.binding
+        bindings = [self.binding, *([self.reset_binding] if self.reset_binding else [])]
+        pairs = [
+            (subscriber, bindings[index // 2]) for index, subscriber in enumerate(self.subscribers)
+        ]
         while True:
             await asyncio.sleep(self.supervise_interval_s)
-            for subscriber in (self.reader, self.reclaimer):
+            for subscriber, binding in pairs:
                 if subscriber.running:
                     continue
                 log.warning("a stream subscriber stopped; restarting it", stream=binding.stream)
@@ -328,8 +432,9 @@ class NotifierApp:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
-        if self.notifier is not None:
-            self.notifier.stop_retrying()
+        for notifier in (self.notifier, self.reset_notifier):
+            if notifier is not None:
+                notifier.stop_retrying()
 
     async def _close(self) -> None:
         if self._redis is not None:

@@ -61,7 +61,7 @@ def decode_completion(fields: Mapping[bytes, bytes]) -> CourseCompletion:
             f"{FIELD_EVENT_ID!r} field {clear_id!r} differs from the event's {event.event_id!r}"
         )
     email = event.student_email.strip()
-    if not _plausible_address(email):
+    if not plausible_address(email):
         raise MalformedEvent(f"student_email {event.student_email!r} is not an email address")
     full_name = " ".join(event.student_full_name.split())
     if not full_name:
@@ -81,7 +81,7 @@ def decode_completion(fields: Mapping[bytes, bytes]) -> CourseCompletion:
     )
 
 
-def _plausible_address(address: str) -> bool:
+def plausible_address(address: str) -> bool:
     # Identity validated the address at registration; this only refuses what cannot be an
     # envelope recipient (and header injection), without second-guessing its rules.
     if not address or len(address) > MAX_EMAIL_LENGTH or any(c.isspace() for c in address):

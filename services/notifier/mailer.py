@@ -39,6 +39,7 @@ class OutgoingMail:
     key: str  # the event id: names the .eml file, appears in logs
     recipient: str
     message: EmailMessage
+    kind: str = "course-completed"  # which mail: the .eml file's name starts with it
 
 
 # Called the moment the transport has accepted the mail (SMTP's reply to DATA), before anything
@@ -145,7 +146,8 @@ def _is_permanent(code: int) -> bool:
 
 
 class FileMailer:
-    """Development transport: each mail becomes `<dir>/course-completed-<event id>.eml`."""
+    """Development transport: each mail becomes `<dir>/<kind>-<event id>.eml`
+    (`course-completed-...`, `password-reset-...`)."""
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
@@ -153,12 +155,14 @@ class FileMailer:
 
     attempt_deadline_s = 10.0
 
-    def path_for(self, key: str) -> Path:
-        return self._directory / f"course-completed-{key}.eml"
+    def path_for(self, key: str, kind: str = "course-completed") -> Path:
+        return self._directory / f"{kind}-{key}.eml"
 
     async def send(self, mail: OutgoingMail, on_accepted: OnAccepted) -> None:
         try:
-            await asyncio.to_thread(self._write, self.path_for(mail.key), mail.message.as_bytes())
+            await asyncio.to_thread(
+                self._write, self.path_for(mail.key, mail.kind), mail.message.as_bytes()
+            )
         except OSError as exc:
             raise TransientMailError(f"cannot write mail file: {exc}") from exc
         await on_accepted()

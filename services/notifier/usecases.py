@@ -15,7 +15,7 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -28,9 +28,9 @@ from libs.logging import get_logger
 from libs.streams import decode_entry
 from services.notifier import store
 from services.notifier.deadletter import dead_letter, delivery_count
-from services.notifier.events import MalformedEvent, decode_completion
+from services.notifier.events import MalformedEvent
+from services.notifier.kinds import COURSE_COMPLETED, MailKind, StaleEvent
 from services.notifier.lease import Heartbeat
-from services.notifier.mail import compose
 from services.notifier.mailer import Mailer, OutgoingMail, PermanentMailError, TransientMailError
 
 log = get_logger("notifier")
@@ -46,6 +46,7 @@ class Outcome(enum.Enum):
     DUPLICATE = "duplicate"  # this event was already mailed: ack, nothing sent
     DEAD_LETTERED = "dead_lettered"  # moved to the dead-letter stream, already acked
     RETRY_LATER = "retry_later"  # leave pending: a later delivery tries again
+    SKIPPED = "skipped"  # too late to be of use (an expired reset code): ack, nothing sent
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,9 @@ class Notifier:
         policy: RetryPolicy,
         lease_s: float,
         record_sent_budget_s: float,
+        kind: MailKind = COURSE_COMPLETED,
     ) -> None:
+        self._kind = kind
         self._sessions = sessions
         self._redis = redis
         self._mailer = mailer
@@ -108,6 +111,10 @@ class Notifier:
         self._accepted_unrecorded: set[str] = set()
         self._stopping = asyncio.Event()
 
+    @property
+    def kind(self) -> MailKind:
+        return self._kind
+
     def stop_retrying(self) -> None:
         """Shutdown: the mail in flight finishes, but no new backoff wait starts."""
         self._stopping.set()
@@ -116,26 +123,28 @@ class Notifier:
         event_id = decode_entry(delivery.fields).event_id
         logger = log.bind(entry_id=delivery.entry_id, event_id=event_id)
         try:
-            completion = decode_completion(delivery.fields)
-            message = compose(completion, self._sender)
+            composed = self._kind.compose(delivery.fields, self._sender, datetime.now(UTC))
         except (MalformedEvent, ValueError) as exc:
             # Never retried: no delivery can make this entry decode.
-            logger.warning("malformed course-completed entry", reason=str(exc))
+            logger.warning(f"malformed {self._kind.name} entry", reason=str(exc))
             await self._dead_letter(delivery, f"malformed: {exc}")
             return Outcome.DEAD_LETTERED
-        mail = OutgoingMail(
-            key=completion.event_id, recipient=completion.student_email, message=message
-        )
-        if completion.event_id in self._accepted_unrecorded:
+        except StaleEvent as exc:
+            logger.info(f"{self._kind.name} entry not mailed", reason=str(exc))
+            return Outcome.SKIPPED
+        mail: OutgoingMail = composed.mail
+        message = mail.message
+        event_key = composed.event_id
+        if event_key in self._accepted_unrecorded:
             logger.info("mail already accepted by SMTP from this process; recording it")
-            async with self._heartbeat.holding(completion.event_id, delivery.entry_id):
-                await self._record_sent(completion.event_id)
+            async with self._heartbeat.holding(event_key, delivery.entry_id):
+                await self._record_sent(event_key)
             return Outcome.DUPLICATE
         claim = await self._in_transaction(
             lambda session: store.claim(
                 session,
-                event_id=completion.event_id,
-                recipient=completion.student_email,
+                event_id=event_key,
+                recipient=mail.recipient,
                 message_id=str(message["Message-ID"]),
                 consumer=self._binding.consumer,
                 lease=self._lease,
@@ -150,27 +159,25 @@ class Notifier:
         if claim.attempts > self._policy.max_attempts:
             # Earlier deliveries claimed it and never reported back (crashed or hung mid-send).
             return await self._give_up(
-                delivery, completion.event_id, f"gave up after {claim.attempts - 1} attempts"
+                delivery, event_key, f"gave up after {claim.attempts - 1} attempts"
             )
 
         try:
-            async with self._heartbeat.holding(completion.event_id, delivery.entry_id):
+            async with self._heartbeat.holding(event_key, delivery.entry_id):
                 await self._send_with_retries(mail)
         except PermanentMailError as exc:
             logger.warning("mail refused permanently", error=str(exc))
-            return await self._give_up(delivery, completion.event_id, f"refused: {exc}")
+            return await self._give_up(delivery, event_key, f"refused: {exc}")
         except TransientMailError as exc:
             if claim.attempts >= self._policy.max_attempts:
                 return await self._give_up(
                     delivery,
-                    completion.event_id,
+                    event_key,
                     f"gave up after {claim.attempts} attempts: {exc}",
                 )
             error = str(exc)
             await self._in_transaction(
-                lambda session: store.release(
-                    session, completion.event_id, self._binding.consumer, error
-                )
+                lambda session: store.release(session, event_key, self._binding.consumer, error)
             )
             logger.warning(
                 "mail not accepted; leaving the entry pending for a later delivery",
@@ -181,9 +188,8 @@ class Notifier:
             return Outcome.RETRY_LATER
 
         logger.info(
-            "course-completed mail sent",
-            recipient=completion.student_email,
-            course_id=completion.course_id,
+            f"{self._kind.name} mail sent",
+            **composed.log_fields,
             transport=self._mailer.description,
         )
         return Outcome.SENT

@@ -1,15 +1,14 @@
 """users: the Admin role and last_login (issue #14, administrators)
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-# The accounts work (#14 items 1-4) may add 0003; whoever merges second re-chains this one.
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
