@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GEN    := libs/generated
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: setup protos lint format migrate run test unit bench docs constraints clean
+.PHONY: setup protos lint format migrate run test unit bench docs constraints clean createsuperuser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ format: setup
 
 migrate: setup ## apply every service's migrations to DATABASE_URL (or the embedded server)
 	$(PY) -m libs.devstack migrate
+
+# An administrator: `make createsuperuser EMAIL=ann@example.com FULL_NAME="Ann Admin"` (the
+# password is asked twice, or read as one line from a non-terminal stdin).
+createsuperuser: setup ## create (or promote) an administrator in DATABASE_URL (or the embedded server)
+	$(PY) -m services.identity create-admin --email "$(EMAIL)" --full-name "$(FULL_NAME)"
 
 run: setup ## the whole platform on this machine
 	$(PY) -m libs.devstack run

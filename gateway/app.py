@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,9 +29,11 @@ from gateway.routers import (
     passwords,
     progress,
     roster,
+    users,
 )
 from gateway.security import install_security_headers
 from libs import metrics, tracing
+from libs.revocations import RevocationFeed
 from libs.settings import Settings
 from libs.sql_counting import SqlCountingMiddleware
 from libs.tokens import verifier_from_settings
@@ -46,6 +50,11 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        # Token revocations: the recent ones before the first request, then followed (each
+        # worker process keeps its own copy).
+        feed = RevocationFeed.from_settings(settings, app.state.verifier.revocations)
+        await feed.load()
+        following = asyncio.create_task(feed.run())
         reader = None
         if settings.course_cache_enabled:  # one cache and one stream reader per worker process
             app.state.course_cache = course_cache(settings)
@@ -58,6 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if reader is not None:
                 await reader.stop()
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
             await app.state.backends.close()
 
     app = FastAPIOffline(
@@ -75,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.course_cache = None  # until the lifespan starts it (gateway/course_answers.py)
     app.state.verifier = verifier_from_settings(settings)
     install_error_handlers(app)
-    for module in (ops, auth, courses, lessons, enrollments, progress, passwords, roster):
+    for module in (ops, auth, courses, lessons, enrollments, progress, passwords, roster, users):
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths

@@ -1,6 +1,6 @@
 """Who is calling: the bearer token verified here, then forwarded to every backend call.
 
-Routes depend on `CurrentUser`, `Student` or `Instructor`; the dependency verifies the token
+Routes depend on `CurrentUser`, `Student`, `Instructor` or `Admin`; the dependency verifies the token
 (so a bad one is a 401 before any backend is asked) and puts it in the call context, where the
 gRPC client interceptor picks it up.
 """
@@ -21,6 +21,7 @@ bearer_scheme = HTTPBearer(auto_error=False, description="The `access` token fro
 
 STUDENTS_ONLY = "Only students can perform this action."
 INSTRUCTORS_ONLY = "Only instructors can perform this action."
+ADMINS_ONLY = "Only administrators can perform this action."
 
 
 def verifier(request: Request) -> TokenVerifier:
@@ -51,6 +52,13 @@ async def instructor(claims: Annotated[Claims, Depends(authenticated)]) -> Claim
     return claims
 
 
+async def admin(claims: Annotated[Claims, Depends(authenticated)]) -> Claims:
+    if not claims.is_admin:
+        raise PermissionDenied(ADMINS_ONLY)
+    return claims
+
+
 CurrentUser = Annotated[Claims, Depends(authenticated)]
 Student = Annotated[Claims, Depends(student)]
 Instructor = Annotated[Claims, Depends(instructor)]
+Admin = Annotated[Claims, Depends(admin)]

@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.routing import compile_path
 
-from gateway.auth import authenticated, instructor, student
+from gateway.auth import admin, authenticated, instructor, student
 from gateway.pagination import page_params
 
 ERROR_SCHEMA = "ErrorBody"
@@ -72,7 +72,7 @@ def route_errors(route: APIRoute, operation: dict[str, Any]) -> set[int]:
     statuses = {int(status) for status in route.responses if int(status) >= 400}
     if authenticated in calls:
         statuses.add(401)
-    if student in calls or instructor in calls:
+    if student in calls or instructor in calls or admin in calls:
         statuses.add(403)
     if "requestBody" in operation:
         statuses.update(BODY_ERRORS)

@@ -1,4 +1,4 @@
-"""Who is calling: the verified token's claims and the two role names, free of any dependency.
+"""Who is calling: the verified token's claims and the role names, free of any dependency.
 
 Kept apart from libs/tokens.py (JWT, cryptography, settings) and libs/roles.py (the proto enum
 mapping) so the services' domain rules can take a caller without importing either
@@ -18,6 +18,8 @@ TokenKind = Literal["access", "refresh"]
 class Role(StrEnum):
     STUDENT = "Student"
     INSTRUCTOR = "Instructor"
+    # Made by `python -m services.identity create-admin`, never offered at registration.
+    ADMIN = "Admin"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Claims:
     role: str = ""
     email: str = ""
     full_name: str = ""
+    # `iat` (sub-second) and `sid` (the login's refresh family): what revocations name.
+    issued_at: datetime | None = None
+    session_id: str = ""
 
     @property
     def is_instructor(self) -> bool:
@@ -39,3 +44,7 @@ class Claims:
     @property
     def is_student(self) -> bool:
         return self.role == Role.STUDENT
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN

@@ -35,7 +35,9 @@ MAX_RECONNECT_BACKOFF_MS = 5_000
 # that reached a dying replica may have committed. tests/test_libs_grpc_client.py checks this
 # list against the protos, so a new RPC has to be placed on one side or the other.
 READ_ONLY_RPCS: dict[str, frozenset[str]] = {
-    "courseplatform.identity.v1.IdentityService": frozenset({"GetUser", "GetJwks", "VerifyToken"}),
+    "courseplatform.identity.v1.IdentityService": frozenset(
+        {"GetUser", "GetJwks", "VerifyToken", "ListUsers", "VerifyRefreshToken"}
+    ),
     "courseplatform.catalog.v1.CatalogService": frozenset(
         {
             "GetCourse",

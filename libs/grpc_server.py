@@ -96,6 +96,8 @@ class ServiceDefinition:
     on_stop: Callable[[], Awaitable[None]] | None = None
     # What the server's gRPC health follows (its database); None: SERVING while it runs.
     health_probe: health_watch.HealthProbe | None = None
+    # Awaited before the port serves (e.g. loading the recent token revocations).
+    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class CallContextInterceptor(grpc.aio.ServerInterceptor):
@@ -250,6 +252,8 @@ class GrpcServer:
         except RuntimeError:
             _raise_if_port_in_use(self._host, self._port)
             raise
+        for prepare in self.definition.startup:
+            await prepare()
         await self._server.start()
         serving = health_pb2.HealthCheckResponse.SERVING
         await self._health.set("", serving)

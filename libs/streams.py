@@ -73,3 +73,9 @@ def decode_entry(fields: Mapping[bytes, bytes]) -> StreamEntry:
         type=text(FIELD_TYPE),
         traceparent=text(FIELD_TRACEPARENT),
     )
+
+
+# Identity: one TokensRevoked per logout, refresh-family revocation, deactivation or password
+# change; every token verifier follows it (libs/revocations.py).
+TOKENS_REVOKED_STREAM = "courseplatform.identity.tokens_revoked.v1"
+TOKENS_REVOKED_TYPE = "courseplatform.events.v1.TokensRevoked"

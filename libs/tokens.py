@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from libs.claims import Claims, TokenKind
 from libs.errors import Unauthenticated
+from libs.revocations import RevocationList
 from libs.settings import Settings
 from libs.signing_keys import JWKS_FILE, load_active_signing_key
 
@@ -51,19 +52,30 @@ class TokenIssuer:
             **claims,
             "iss": self._issuer,
             "aud": self._audience,
-            "iat": now,
+            # Sub-second (RFC 7519 allows it): "tokens issued before T" must not catch a token
+            # issued in the same second right after T (a login just after a password change).
+            "iat": now.timestamp(),
             "nbf": now,
             "exp": now + ttl,
         }
         return jwt.encode(payload, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
     def issue_access(
-        self, *, user_id: int, role: str, email: str, full_name: str, now: datetime | None = None
+        self,
+        *,
+        user_id: int,
+        role: str,
+        email: str,
+        full_name: str,
+        session_id: str = "",
+        now: datetime | None = None,
     ) -> str:
         claims = {
             "sub": str(user_id),
             "typ": "access",
             "jti": uuid.uuid4().hex,
+            # The login (refresh family) it belongs to: what a logout revokes.
+            "sid": session_id,
             "role": role,
             "email": email,
             "name": full_name,
@@ -71,12 +83,14 @@ class TokenIssuer:
         return self._encode(claims, self._access_ttl, now or datetime.now(UTC))
 
     def issue_refresh(
-        self, *, user_id: int, jti: str, now: datetime | None = None
+        self, *, user_id: int, jti: str, session_id: str = "", now: datetime | None = None
     ) -> tuple[str, datetime]:
         """A refresh token whose `jti` names its row in the identity store; returns its expiry."""
         now = now or datetime.now(UTC)
         token = self._encode(
-            {"sub": str(user_id), "typ": "refresh", "jti": jti}, self._refresh_ttl, now
+            {"sub": str(user_id), "typ": "refresh", "jti": jti, "sid": session_id},
+            self._refresh_ttl,
+            now,
         )
         return token, now + self._refresh_ttl
 
@@ -126,6 +140,9 @@ class TokenVerifier:
     verified once verifies the same way until it expires; the only thing that can change the
     answer earlier is a key being retired, so entries live at most `cache_ttl_s` (and never past
     the token's own expiry). Failures are never cached. `cache_ttl_s=0` turns the cache off.
+
+    Revocations (libs/revocations.py) are checked after the signature on every call, cache hits
+    included, so a revoked token is refused as soon as this process has heard of it.
     """
 
     def __init__(
@@ -138,7 +155,9 @@ class TokenVerifier:
         cache_ttl_s: float = 60.0,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
+        revocations: RevocationList | None = None,
     ) -> None:
+        self.revocations = revocations if revocations is not None else RevocationList()
         self._keys = keys
         self._issuer = issuer
         self._audience = audience
@@ -149,7 +168,17 @@ class TokenVerifier:
         # (token, kind) -> (claims, wall-clock time until which they may be reused)
         self._cache: dict[tuple[str, str], tuple[Claims, float]] = {}
 
-    def verify(self, token: str, expected: TokenKind = "access") -> Claims:
+    def verify(
+        self, token: str, expected: TokenKind = "access", *, revocations: bool = True
+    ) -> Claims:
+        """The token's claims, or Unauthenticated. `revocations=False` skips only the revocation
+        check (a logout of an already revoked session, which is fine to repeat)."""
+        claims = self._verify_cached(token, expected)
+        if revocations and self.revocations.is_revoked(claims):
+            raise Unauthenticated(INVALID_TOKEN)
+        return claims
+
+    def _verify_cached(self, token: str, expected: TokenKind) -> Claims:
         if self._cache_ttl <= 0:
             return self._verify(token, expected)
         now = self._clock()
@@ -201,7 +230,17 @@ class TokenVerifier:
             role=str(payload.get("role", "")),
             email=str(payload.get("email", "")),
             full_name=str(payload.get("name", "")),
+            issued_at=_issued_at(payload["iat"]),
+            session_id=str(payload.get("sid", "")),
         )
+
+
+def _issued_at(value: object) -> datetime | None:
+    # PyJWT has checked `iat` is a number; anything else is treated as unknown (and refused by
+    # a revocation of the user's tokens).
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def issuer_from_settings(settings: Settings, keys_dir: Path | None = None) -> TokenIssuer:

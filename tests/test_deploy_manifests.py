@@ -527,8 +527,8 @@ def test_network_policies_deny_by_default_and_admit_only_the_callers(overlay: st
         "identity": {"gateway", "learning"},
         "catalog": {"gateway", "learning"},
         "learning": {"gateway"},
-        # identity: login-throttling counts and its outbox relay (password-reset mails).
-        "redis": {"identity", "catalog", "learning", "notifier"},
+        # Token revocations: every verifier follows them, identity publishes them.
+        "redis": {"gateway", "identity", "catalog", "learning", "notifier"},
         "notifier": None,
     }
     if overlay == "dev":

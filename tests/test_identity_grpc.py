@@ -101,6 +101,9 @@ async def test_reflection_describes_the_service(channel: grpc.aio.Channel) -> No
         "VerifyToken",
         "GetUser",
         "GetJwks",
+        "VerifyRefreshToken",
+        "ListUsers",
+        "SetUserActive",
         "ChangePassword",
         "RequestPasswordReset",
         "ConfirmPasswordReset",
@@ -238,12 +241,15 @@ async def test_register_login_and_read_yourself(
     me = await identity.GetUser(
         identity_pb2.GetUserRequest(), metadata=bearer(logged_in.access_token), timeout=5
     )
+    assert me.user.last_login.seconds >= registered.created_at.seconds  # the login just made
+    me.user.ClearField("last_login")
     assert me.user == registered
     explicit = await identity.GetUser(
         identity_pb2.GetUserRequest(user_id=registered.id),
         metadata=bearer(logged_in.access_token),
         timeout=5,
     )
+    explicit.user.ClearField("last_login")
     assert explicit.user == registered
 
 

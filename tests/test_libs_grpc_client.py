@@ -247,7 +247,7 @@ def test_read_only_rpcs_follow_the_rule_and_exist_in_the_protos() -> None:
         methods = {method.name for method in service.methods}
         readers = {name for name in methods if name.startswith(("Get", "List"))}
         if service.name == "IdentityService":
-            readers.add("VerifyToken")
+            readers.update({"VerifyToken", "VerifyRefreshToken"})
         assert READ_ONLY_RPCS[service.full_name] == readers, service.full_name
     assert READ_ONLY_RPCS["grpc.health.v1.Health"] == {"Check"}
     assert set(READ_ONLY_RPCS) == {d.full_name for d in descriptors} | {"grpc.health.v1.Health"}

@@ -137,8 +137,14 @@ def ensure_can_create_course(caller: Claims) -> None:
 
 
 def is_visible(course: OwnedCourse, caller: Claims) -> bool:
-    """A course is visible to its own instructor in any status, and to everyone once published."""
-    return course.instructor_id == caller.user_id or course.status == CourseStatus.PUBLISHED
+    """A course is visible to its own instructor in any status, and to everyone once published.
+    Administrators see every course in any status (to support instructors); reading is all
+    they may do, since `ensure_owner` still refuses them every change."""
+    return (
+        course.instructor_id == caller.user_id
+        or course.status == CourseStatus.PUBLISHED
+        or caller.is_admin
+    )
 
 
 def visible(course: C | None, caller: Claims, not_found: str = COURSE_NOT_FOUND) -> C:
@@ -178,9 +184,9 @@ def ensure_enrollable(course: OwnedCourse) -> None:
 class ListScope:
     """Which courses a caller's listings (of courses and of lessons) draw from.
 
-    Instructors list their own courses (any status); everyone else lists published courses,
-    narrowed by the caller's `course_ids` filter (the gateway passes a student's enrolled
-    courses there). A list never holds a lesson that `is_lesson_readable` would refuse.
+    Instructors list their own courses (any status), administrators every course; everyone else
+    lists published courses, narrowed by the caller's `course_ids` filter (the gateway passes a
+    student's enrolled courses there). A list never holds a lesson that `is_lesson_readable` would refuse.
     """
 
     instructor_id: int | None
@@ -190,6 +196,8 @@ class ListScope:
 def list_scope(caller: Claims) -> ListScope:
     if caller.is_instructor:
         return ListScope(instructor_id=caller.user_id, published_only=False)
+    if caller.is_admin:
+        return ListScope(instructor_id=None, published_only=False)
     return ListScope(instructor_id=None, published_only=True)
 
 

@@ -9,6 +9,7 @@ from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.outbox_metrics import backlog_sampler
 from libs.outbox_relay import OutboxRelay
+from libs.revocations import RevocationFeed
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.catalog import store
@@ -24,6 +25,9 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     servicer = CatalogServicer(Catalog(sessions))
     # CourseChanged events to their stream; one relay per replica, they share the table.
     relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
+    verifier = verifier_from_settings(settings)
+    # Token revocations from identity, loaded before serving, then followed.
+    revocation_feed = RevocationFeed.from_settings(settings, verifier.revocations)
 
     def register(server: grpc.aio.Server) -> None:
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(servicer, server)
@@ -32,13 +36,18 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
     definition = ServiceDefinition(
         full_name=SERVICE_NAME,
         register=register,
-        background_tasks=[relay.run, backlog_sampler(settings, store.outbox, sessions)],
+        background_tasks=[
+            relay.run,
+            revocation_feed.run,
+            backlog_sampler(settings, store.outbox, sessions),
+        ],
+        startup=[revocation_feed.load],
         on_stop=engine.dispose,
         health_probe=database_probe(engine, settings),
     )
     return GrpcServer(
         definition,
-        verifier_from_settings(settings),
+        verifier,
         host=settings.grpc_bind_host,
         port=settings.catalog_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,

@@ -7,10 +7,11 @@ from courseplatform.identity.v1 import identity_pb2, identity_pb2_grpc
 
 from libs import client_address
 from libs.call_context import current_claims
-from libs.claims import TokenKind
+from libs.claims import Role
 from libs.proto_time import to_timestamp
 from libs.roles import PROTO_TO_ROLE, ROLE_TO_PROTO
 from libs.tokens import JwksFile, TokenVerifier
+from services.identity.admin import UserAdministration
 from services.identity.domain import User
 from services.identity.password_reset import PasswordResets
 from services.identity.usecases import Accounts
@@ -23,6 +24,7 @@ PUBLIC_METHODS = frozenset(
         "GetJwks",
         "RequestPasswordReset",
         "ConfirmPasswordReset",
+        "VerifyRefreshToken",
     }
 )
 
@@ -36,6 +38,7 @@ def user_to_proto(user: User) -> identity_pb2.User:
         is_active=user.is_active,
         created_at=to_timestamp(user.created_at),
         updated_at=to_timestamp(user.updated_at),
+        last_login=to_timestamp(user.last_login),
     )
 
 
@@ -47,8 +50,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         jwks: JwksFile,
         resets: PasswordResets,
         trusted_gateways: tuple[client_address.Network, ...],
+        administration: UserAdministration,
     ) -> None:
         self._accounts = accounts
+        self._administration = administration
         self._verifier = verifier
         self._jwks = jwks
         self._resets = resets
@@ -99,10 +104,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def VerifyToken(
         self, request: identity_pb2.VerifyTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.VerifyTokenResponse:
-        kind: TokenKind = (
-            "refresh" if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH else "access"
-        )
-        claims = self._verifier.verify(request.token, kind)
+        if request.token_type == identity_pb2.TOKEN_TYPE_REFRESH:
+            claims = await self._accounts.verify_refresh(request.token)
+        else:
+            claims = self._verifier.verify(request.token, "access")
         return identity_pb2.VerifyTokenResponse(
             user_id=claims.user_id,
             role=ROLE_TO_PROTO.get(claims.role, identity_pb2.ROLE_UNSPECIFIED),
@@ -119,6 +124,38 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.GetJwksResponse:
         return identity_pb2.GetJwksResponse(jwks_json=self._jwks.document())
+
+    async def VerifyRefreshToken(
+        self, request: identity_pb2.VerifyRefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.VerifyRefreshTokenResponse:
+        claims = await self._accounts.verify_refresh(request.refresh_token)
+        return identity_pb2.VerifyRefreshTokenResponse(
+            user_id=claims.user_id, expires_at=to_timestamp(claims.expires_at)
+        )
+
+    async def ListUsers(
+        self, request: identity_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListUsersResponse:
+        role = PROTO_TO_ROLE.get(request.role)
+        users, total = await self._administration.list_users(
+            current_claims(),
+            search=request.search,
+            role=Role(role) if role else None,
+            is_active=request.is_active if request.HasField("is_active") else None,
+            page=request.page,
+            page_size=request.page_size,
+        )
+        return identity_pb2.ListUsersResponse(
+            users=[user_to_proto(user) for user in users], total_count=total
+        )
+
+    async def SetUserActive(
+        self, request: identity_pb2.SetUserActiveRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.SetUserActiveResponse:
+        user = await self._administration.set_active(
+            current_claims(), request.user_id, request.is_active
+        )
+        return identity_pb2.SetUserActiveResponse(user=user_to_proto(user))
 
     async def ChangePassword(
         self, request: identity_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext

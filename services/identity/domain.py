@@ -7,8 +7,8 @@ from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
 
-from libs.claims import Role
-from libs.errors import NON_FIELD, FieldErrorCollector
+from libs.claims import Claims, Role
+from libs.errors import NON_FIELD, FailedPrecondition, FieldErrorCollector, PermissionDenied
 from libs.text import text_problem
 from services.identity.password_policy import PASSWORD_MAX, PASSWORD_MIN, password_problems
 
@@ -19,6 +19,9 @@ FULL_NAME_MAX = 255
 PASSWORDS_DIFFER = "Passwords do not match."
 WRONG_CURRENT_PASSWORD = "Your current password is incorrect."
 REQUIRED = "This field is required."
+REGISTRABLE_ROLES = (Role.STUDENT, Role.INSTRUCTOR)
+ADMINS_ONLY = "Only administrators can perform this action."
+CANNOT_DEACTIVATE_SELF = "You cannot deactivate your own account."
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class User:
     is_active: bool
     created_at: datetime
     updated_at: datetime
+    last_login: datetime | None = None
 
 
 def normalize_email(email: str) -> str:
@@ -85,6 +89,9 @@ def validate_registration(
         try:
             parsed_role = Role(role)
         except ValueError:
+            parsed_role = None
+        if parsed_role not in REGISTRABLE_ROLES:
+            # Admins are made by `create-admin` only, never by signing up.
             errors.add("role", f'"{role}" is not a valid choice. Choose Student or Instructor.')
 
     for field, value in (("password", password), ("password_confirm", password_confirm)):
@@ -117,3 +124,29 @@ def validate_new_password(
     if password and password_confirm and password != password_confirm:
         errors.add(NON_FIELD, PASSWORDS_DIFFER)
     errors.raise_if_any()
+
+
+def check_password_policy(password: str, *, email: str = "", full_name: str = "") -> list[str]:
+    """Why `password` may not be used (empty: it may). The one policy for registration, change,
+    reset and `create-admin` (services/identity/password_policy.py)."""
+    return password_problems(password, email=email, full_name=full_name)
+
+
+# --- administration -----------------------------------------------------------------------------
+
+
+def ensure_admin(caller: Claims) -> None:
+    if not caller.is_admin:
+        raise PermissionDenied(ADMINS_ONLY)
+
+
+def ensure_may_set_active(caller: Claims, user_id: int, is_active: bool) -> None:
+    """An administrator may (de)activate anyone but cannot lock themselves out."""
+    ensure_admin(caller)
+    if user_id == caller.user_id and not is_active:
+        raise FailedPrecondition.on_field("is_active", CANNOT_DEACTIVATE_SELF)
+
+
+def may_read_user(caller: Claims, user_id: int) -> bool:
+    """Users read themselves; administrators read everyone."""
+    return user_id == caller.user_id or caller.is_admin

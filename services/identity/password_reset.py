@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from libs.db import transaction
 from libs.errors import InvalidArgument
 from libs.logging import get_logger
+from libs.revocations import RevocationPublisher
 from libs.settings import Settings
 from services.identity import store
 from services.identity.domain import (
@@ -71,10 +72,12 @@ class PasswordResets:
         sessions: async_sessionmaker[AsyncSession],
         passwords: Passwords,
         policy: ResetPolicy,
+        publisher: RevocationPublisher,
     ) -> None:
         self._sessions = sessions
         self._passwords = passwords
         self._policy = policy
+        self._publisher = publisher
 
     async def request(self, email: str) -> None:
         """Queue a reset mail if `email` is a registered active account under its mail limit.
@@ -134,5 +137,5 @@ class PasswordResets:
             await store.lock_user(session, user.id)
             await store.update_password_hash(session, user.id, password_hash)
             await store.use_up_resets(session, user.id)
-            await revoke_all_sessions(session, user.id)
+            await revoke_all_sessions(session, user.id, self._publisher, reason="password_reset")
         log.info("password reset completed", user_id=user.id, reset_id=reset.id)

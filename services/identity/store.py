@@ -32,7 +32,8 @@ users = sa.Table(
     sa.Column(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
-    sa.CheckConstraint("role IN ('Student', 'Instructor')", name="role"),
+    sa.Column("last_login", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("role IN ('Student', 'Instructor', 'Admin')", name="role"),
 )
 # Case-insensitive uniqueness is a constraint, so two racing registrations cannot both win.
 sa.Index("uq_users_email_lower", sa.func.lower(users.c.email), unique=True)
@@ -147,10 +148,12 @@ async def user_by_email(session: AsyncSession, normalized_email: str) -> User | 
     return User(**row._mapping) if row else None
 
 
-async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
-    row = (
-        await session.execute(sa.select(*_USER_COLUMNS).where(users.c.id == user_id))
-    ).one_or_none()
+async def user_by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> User | None:
+    """`lock`: FOR SHARE, so a deactivation committing meanwhile is waited for and seen."""
+    statement = sa.select(*_USER_COLUMNS).where(users.c.id == user_id)
+    if lock:
+        statement = statement.with_for_update(read=True)
+    row = (await session.execute(statement)).one_or_none()
     return User(**row._mapping) if row else None
 
 
@@ -211,12 +214,105 @@ async def revoke_user_refresh_tokens(session: AsyncSession, user_id: int) -> Non
     )
 
 
+async def record_login(session: AsyncSession, user_id: int) -> bool:
+    """Stamps `last_login` of an active user (locking the row); False when not active (any more)."""
+    statement = (
+        sa.update(users)
+        .where(users.c.id == user_id, users.c.is_active)
+        .values(last_login=sa.func.now())
+        .returning(users.c.id)
+    )
+    return (await session.execute(statement)).one_or_none() is not None
+
+
+async def refresh_token_by_jti(session: AsyncSession, jti: str) -> RefreshTokenRow | None:
+    if not storable(jti):
+        return None
+    statement = sa.select(*_REFRESH_TOKEN_COLUMNS).where(refresh_tokens.c.jti == jti)
+    row = (await session.execute(statement)).one_or_none()
+    return RefreshTokenRow(**row._mapping) if row else None
+
+
+async def set_active(session: AsyncSession, user_id: int, is_active: bool) -> User | None:
+    """The user with `is_active` set (row locked until commit), or None when there is none."""
+    statement = (
+        sa.update(users)
+        .where(users.c.id == user_id)
+        .values(is_active=is_active, updated_at=sa.func.now())
+        .returning(*_USER_COLUMNS)
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return User(**row._mapping) if row else None
+
+
 async def lock_user(session: AsyncSession, user_id: int) -> User | None:
     """The user's row, locked: password changes and reset requests of one user run one at a
     time (so the per-hour mail count cannot be raced)."""
     statement = sa.select(*_USER_COLUMNS).where(users.c.id == user_id).with_for_update()
     row = (await session.execute(statement)).one_or_none()
     return User(**row._mapping) if row else None
+
+
+async def make_admin(
+    session: AsyncSession, user_id: int, *, full_name: str, password_hash: str
+) -> User:
+    statement = (
+        sa.update(users)
+        .where(users.c.id == user_id)
+        .values(
+            role="Admin",
+            is_active=True,
+            full_name=full_name,
+            password_hash=password_hash,
+            updated_at=sa.func.now(),
+        )
+        .returning(*_USER_COLUMNS)
+    )
+    return User(**(await session.execute(statement)).one()._mapping)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    search: str,
+    role: str | None,
+    is_active: bool | None,
+    offset: int,
+    limit: int,
+) -> tuple[list[User], int]:
+    """One page of users (newest first) matching the filters, and the total match count."""
+    if not storable(search):
+        return [], 0
+    conditions: list[sa.ColumnElement[bool]] = []
+    if search:
+        pattern = f"%{_escape_like(search)}%"
+        conditions.append(
+            sa.or_(
+                users.c.email.ilike(pattern, escape="\\"),
+                users.c.full_name.ilike(pattern, escape="\\"),
+            )
+        )
+    if role is not None:
+        conditions.append(users.c.role == role)
+    if is_active is not None:
+        conditions.append(users.c.is_active.is_(is_active))
+    total = int(
+        await session.scalar(sa.select(sa.func.count()).select_from(users).where(*conditions)) or 0
+    )
+    if offset >= total:
+        return [], total
+    page = (
+        sa.select(*_USER_COLUMNS)
+        .where(*conditions)
+        .order_by(users.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return [User(**row._mapping) for row in (await session.execute(page)).all()], total
 
 
 async def recent_reset_count(session: AsyncSession, user_id: int, within: timedelta) -> int:

@@ -10,6 +10,7 @@ from libs.db import create_engine, database_probe, session_factory
 from libs.grpc_server import GrpcServer, ServiceDefinition
 from libs.outbox_metrics import backlog_sampler
 from libs.outbox_relay import OutboxRelay
+from libs.revocations import RevocationFeed
 from libs.settings import Settings
 from libs.tokens import verifier_from_settings
 from services.learning import store
@@ -52,6 +53,9 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         Withdrawals(sessions),
     )
     relay = OutboxRelay.from_settings(settings, store.outbox, sessions)
+    verifier = verifier_from_settings(settings)
+    # Token revocations from identity, loaded before serving, then followed.
+    revocation_feed = RevocationFeed.from_settings(settings, verifier.revocations)
 
     def register(server: grpc.aio.Server) -> None:
         learning_pb2_grpc.add_LearningServiceServicer_to_server(servicer, server)
@@ -66,14 +70,16 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         background_tasks=[
             relay.run,
             course_changes.run,
+            revocation_feed.run,
             backlog_sampler(settings, store.outbox, sessions),
         ],
+        startup=[revocation_feed.load],
         on_stop=on_stop,
         health_probe=database_probe(engine, settings),
     )
     return GrpcServer(
         definition,
-        verifier_from_settings(settings),
+        verifier,
         host=settings.grpc_bind_host,
         port=settings.learning_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
