@@ -10,6 +10,7 @@ from fastapi_offline import FastAPIOffline
 
 from gateway.backends import Backends
 from gateway.errors import install_error_handlers
+from gateway.load_shedding import LoadSheddingMiddleware
 from gateway.methods import MethodsMiddleware
 from gateway.middleware import GatewayMiddleware
 from gateway.openapi import install_contract_openapi
@@ -53,6 +54,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths
+    app.add_middleware(  # inside GatewayMiddleware: refusals get a request id and a log line
+        LoadSheddingMiddleware,
+        max_in_flight=settings.gateway_max_in_flight,
+        retry_after_s=settings.overload_retry_after_s,
+        deadline_s=settings.request_deadline_s,
+    )
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.sql_statement_counting:  # bench diagnostics: x-sql-statements response header
         app.add_middleware(SqlCountingMiddleware)

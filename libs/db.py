@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from libs import sql_counting
+from libs import deadlines, sql_counting
 from libs.health_watch import HealthProbe
 from libs.settings import Settings
 
@@ -83,6 +83,8 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
         # one that fails mid-statement is invalidated and discarded: after an outage the pool
         # reconnects by itself.
         pool_pre_ping=True,
+        # Waiting for a connection is bounded: a saturated pool answers UNAVAILABLE, not a hang.
+        pool_timeout=settings.db_pool_timeout_s,
         connect_args={
             "application_name": application_name,
             "connect_timeout": settings.db_connect_timeout_s,
@@ -90,6 +92,7 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
     )
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
+    deadlines.install_statement_timeouts(engine, settings.db_statement_timeout_s)
     return engine
 
 

@@ -17,17 +17,23 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from libs.errors import (
+    DeadlineExceeded,
     DomainError,
     FailedPrecondition,
     FieldErrors,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# ErrorInfo reason of an Overloaded refusal: tells it apart from other RESOURCE_EXHAUSTED
+# answers (gRPC's own size limits, a per-caller rate limit) wherever the status is read.
+OVERLOADED_REASON = "OVERLOADED"
+ERROR_DOMAIN = "courseplatform"
 
 DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -36,6 +42,8 @@ DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 GRPC_TO_DOMAIN = {code: error for error, code in DOMAIN_TO_GRPC.items()}
 
@@ -61,6 +69,10 @@ def to_grpc_status(error: DomainError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
+    if isinstance(error, Overloaded):
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=OVERLOADED_REASON, domain=ERROR_DOMAIN))
+        details.append(info)
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)
 
@@ -74,6 +86,14 @@ class RpcFailure:
     code: grpc.StatusCode
     message: str
     field_errors: FieldErrors = field(default_factory=dict)
+    # ErrorInfo reason, when the status carries one (OVERLOADED_REASON).
+    reason: str = ""
+
+    @property
+    def overloaded(self) -> bool:
+        return self.code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+            self.reason == OVERLOADED_REASON
+        )
 
 
 def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
@@ -81,6 +101,7 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     field_errors: FieldErrors = {}
+    reason = ""
     # Pairs at run time (namedtuples from sync calls, tuples from grpc.aio); grpc-stubs types
     # the sync ones as an opaque object.
     trailing = cast(
@@ -97,7 +118,10 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
             if detail.Unpack(bad_request):  # False when the detail is another type
                 for violation in bad_request.field_violations:
                     field_errors.setdefault(violation.field, []).append(violation.description)
-    return RpcFailure(code=code, message=message or "", field_errors=field_errors)
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reason = info.reason
+    return RpcFailure(code=code, message=message or "", field_errors=field_errors, reason=reason)
 
 
 def as_domain_error(error: grpc.RpcError) -> DomainError:
@@ -107,7 +131,10 @@ def as_domain_error(error: grpc.RpcError) -> DomainError:
     it surfaces as 503 rather than as the caller's fault.
     """
     failure = decode_rpc_error(error)
+    if failure.overloaded:  # a service downstream is at its limit: so is this call
+        return Overloaded()
     error_type = GRPC_TO_DOMAIN.get(failure.code, Unavailable)
-    if error_type is Unavailable:
+    # A downstream timeout stays Unavailable to our callers; Overloaded only with its marker.
+    if error_type in (Unavailable, Overloaded, DeadlineExceeded):
         return Unavailable()
     return error_type(failure.message, failure.field_errors)
