@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     # Password hashes (argon2id, threads) identity runs at once, and how many more may wait;
     # past that a login or registration answers 503 at once (services/identity/passwords.py).
     password_hash_concurrency: int = 2
-    password_hash_queue: int = 8
+    password_hash_queue: int = 32
 
     @field_validator("database_url")
     @classmethod
