@@ -34,12 +34,11 @@ SET_LOCAL_SLACK_S = 0.25
 
 
 def start(timeout_s: float) -> Token[float | None]:
-    """Give the current request `timeout_s` from now (never later than a deadline already set)."""
-    deadline = time.monotonic() + timeout_s
-    current = _deadline.get()
-    if current is not None:
-        deadline = min(deadline, current)
-    return _deadline.set(deadline)
+    """Give the current request `timeout_s` from now. It replaces whatever deadline the context
+    holds: the gateway's admission and the incoming call's own deadline are the authority, and
+    a value inherited through a copied context (a task started from an earlier request) must
+    not cut a new request short."""
+    return _deadline.set(time.monotonic() + timeout_s)
 
 
 def reset(token: Token[float | None]) -> None:

@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     request_deadline_s: float = 5.0
     # Requests one gateway worker works on at once; the excess is answered 503 + Retry-After at
     # once (gateway/load_shedding.py). 0: unlimited.
-    gateway_max_in_flight: int = 32
+    gateway_max_in_flight: int = 64
     # Calls one gRPC service process works on at once; the excess gets RESOURCE_EXHAUSTED at once
     # (libs/concurrency_limit.py). Health and reflection are never counted. 0: unlimited.
     grpc_max_concurrent_calls: int = 64
