@@ -41,8 +41,16 @@ class LoadSheddingMiddleware:
         self._headers, self._body = overloaded_answer(retry_after_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in EXEMPT_PATHS:
+            # Probes keep their own short timeouts (and no request deadline, inherited or not).
+            token = deadlines.scope(None)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                deadlines.reset(token)
             return
         if self.max_in_flight and self.in_flight >= self.max_in_flight:
             start: dict[str, Any] = {
@@ -54,10 +62,9 @@ class LoadSheddingMiddleware:
             await send({"type": "http.response.body", "body": self._body})
             return
         self.in_flight += 1
-        token = deadlines.start(self.deadline_s) if self.deadline_s > 0 else None
+        token = deadlines.scope(self.deadline_s)
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-            if token is not None:
-                deadlines.reset(token)
+            deadlines.reset(token)

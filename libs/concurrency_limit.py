@@ -76,7 +76,7 @@ class ConcurrencyLimitInterceptor(grpc.aio.ServerInterceptor):
                 await abort_with(context, Overloaded())
             self.in_flight += 1
             bounded = left is not None and left < NO_DEADLINE_S
-            token = deadlines.start(left) if bounded else None
+            token = deadlines.scope(left if bounded else None)
             try:
                 # grpc.aio lets a handler run on after its deadline: stop it, so nothing more is
                 # done for a caller that has gone. The grace lets the database's own
@@ -87,8 +87,7 @@ class ConcurrencyLimitInterceptor(grpc.aio.ServerInterceptor):
                 await abort_with(context, DeadlineExceeded())
             finally:
                 self.in_flight -= 1
-                if token is not None:
-                    deadlines.reset(token)
+                deadlines.reset(token)
 
         return limited
 

@@ -41,6 +41,18 @@ def start(timeout_s: float) -> Token[float | None]:
     return _deadline.set(time.monotonic() + timeout_s)
 
 
+def scope(timeout_s: float | None) -> Token[float | None]:
+    """Start a deadline `timeout_s` from now, or explicitly none (None or <= 0 never set one).
+
+    Every request sets one or the other rather than leaving the context alone: asyncio can
+    carry a context variable from one request task into the next one on the same connection
+    (cpython#140947: uvicorn resumes reading from inside the previous request's task), and an
+    inherited, long-expired deadline would fail the new request at once."""
+    if timeout_s is None or timeout_s <= 0:
+        return _deadline.set(None)
+    return start(timeout_s)
+
+
 def reset(token: Token[float | None]) -> None:
     _deadline.reset(token)
 
