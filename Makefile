@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 GEN    := libs/generated
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: setup protos lint format migrate run test unit bench docs constraints clean createsuperuser
+.PHONY: setup protos lint format migrate run test unit bench bench-overload docs constraints clean createsuperuser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ unit: setup ## the fast tier: tests marked unit (domain rules, libs), no databas
 
 bench: setup
 	$(PY) -m tests.bench
+
+bench-overload: setup ## overload scenarios at 16/128/512 connections (docs/overload.md)
+	$(PY) -m tests.bench.overload
 
 docs: setup ## AsyncAPI document of the notifier's stream (git-ignored: generated, never stale)
 	$(PY) -m services.notifier.asyncapi > docs/asyncapi.json

@@ -15,6 +15,7 @@ from gateway.backends import Backends
 from gateway.course_cache import PublicCourseCache
 from gateway.course_events import CourseChangeReader
 from gateway.errors import install_error_handlers
+from gateway.load_shedding import LoadSheddingMiddleware
 from gateway.methods import MethodsMiddleware
 from gateway.metrics import install_metrics
 from gateway.middleware import GatewayMiddleware
@@ -91,6 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     install_contract_openapi(app)
     app.add_middleware(MethodsMiddleware, routes=app.router.routes)  # inside: sees "/"-paths
+    app.add_middleware(  # inside metrics and GatewayMiddleware: refusals are counted, logged, with a request id
+        LoadSheddingMiddleware,
+        max_in_flight=settings.gateway_max_in_flight,
+        retry_after_s=settings.overload_retry_after_s,
+        deadline_s=settings.request_deadline_s,
+    )
     # Metrics: outside the methods check (its 405s count), inside the trailing-slash fix.
     install_metrics(app, serve_route=metrics.port_for(settings, "gateway") is None)
     app.add_middleware(GatewayMiddleware, max_body_bytes=settings.max_body_bytes)

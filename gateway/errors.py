@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.responses import OrjsonResponse
-from libs.errors import NON_FIELD, VALIDATION_MESSAGE, DomainError, RateLimited
+from libs.errors import NON_FIELD, VALIDATION_MESSAGE, DomainError, Overloaded, RateLimited
 from libs.grpc_errors import decode_rpc_error, grpc_code_for
 from libs.logging import get_logger
 
@@ -52,6 +52,15 @@ HTTP_MESSAGES = {
     503: "A backend service is unavailable.",
     504: "A backend service did not answer in time.",
 }
+
+
+# A refusal under overload (gateway/load_shedding.py, a service's concurrency limit, identity's
+# hashing queue): 503 + Retry-After, so clients back off instead of timing out.
+OVERLOADED_MESSAGE = "The service is overloaded; retry shortly."
+
+
+def retry_after(request: Request) -> dict[str, str]:
+    return {"Retry-After": str(request.app.state.settings.overload_retry_after_s)}
 
 
 # Statuses our services answer on purpose, with a message written for the client.
@@ -107,8 +116,10 @@ async def _api_error(_: Request, exc: Exception) -> OrjsonResponse:
     return error_response(exc.status, exc.message, exc.errors)
 
 
-async def _domain_error(_: Request, exc: Exception) -> OrjsonResponse:
+async def _domain_error(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, Overloaded):
+        return _overloaded(request)
     if isinstance(exc, RateLimited):
         return rate_limited_response(exc.message, exc.retry_after_s)
     return error_response(http_status_for(grpc_code_for(exc)), exc.message, exc.field_errors)
@@ -121,9 +132,17 @@ def rate_limited_response(message: str, retry_after_s: int) -> OrjsonResponse:
     return response
 
 
-async def rpc_error_response(_: Request, exc: Exception) -> OrjsonResponse:
+def _overloaded(request: Request) -> OrjsonResponse:
+    response = error_response(503, OVERLOADED_MESSAGE)
+    response.headers.update(retry_after(request))
+    return response
+
+
+async def rpc_error_response(request: Request, exc: Exception) -> OrjsonResponse:
     assert isinstance(exc, grpc.RpcError)
     failure = decode_rpc_error(exc)
+    if failure.overloaded:  # a service's concurrency limit or identity's hashing queue
+        return _overloaded(request)
     status = http_status_for(failure.code)
     if failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED and failure.retry_after_s is not None:
         # A service's rate limit (RetryInfo attached), not gRPC's own RESOURCE_EXHAUSTED.

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from libs import metrics, sql_counting, tracing
+from libs import deadlines, metrics, sql_counting, tracing
 from libs.health_watch import HealthProbe
 from libs.logging import get_logger
 from libs.settings import Settings
@@ -125,6 +125,8 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
         # plus one retry of a dropped read or never-committed write. A connection that fails
         # mid-statement is invalidated, and the pool retires all older ones with it.
         pool_pre_ping=False,
+        # Waiting for a connection is bounded: a saturated pool answers UNAVAILABLE, not a hang.
+        pool_timeout=settings.db_pool_timeout_s,
         connect_args={
             "application_name": application_name,
             "connect_timeout": settings.db_connect_timeout_s,
@@ -137,6 +139,7 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
         tracing.instrument_engine(engine)
     if settings.sql_statement_counting:
         event.listen(engine.sync_engine, "before_cursor_execute", sql_counting.count_statement)
+    deadlines.install_statement_timeouts(engine, settings.db_statement_timeout_s)
     return engine
 
 

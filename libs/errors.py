@@ -72,6 +72,20 @@ class RateLimited(DomainError):
         self.retry_after_s = max(1, retry_after_s)
 
 
+class Overloaded(DomainError):
+    """Refused at once because the service is at its concurrency limit (libs/concurrency_limit.py):
+    RESOURCE_EXHAUSTED marked OVERLOADED, 503 + Retry-After at the gateway. Not a caller's fault,
+    and distinct from a per-caller rate limit (429)."""
+
+    default_message = "The service is overloaded; retry shortly."
+
+
+class DeadlineExceeded(DomainError):
+    """The caller's deadline passed (libs/deadlines.py): the work was not done or was stopped."""
+
+    default_message = "A backend service did not answer in time."
+
+
 class FieldErrorCollector:
     """Collects every field problem of a request so the caller sees them all at once."""
 

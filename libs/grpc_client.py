@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from libs import call_context, metrics, sql_counting, tracing
+from libs import call_context, deadlines, metrics, sql_counting, tracing
 
 # gRPC's default 4 MiB receive limit is below what the contract's representations reach: a
 # course embeds every lesson (content up to 100,000 characters, 400 kB as UTF-8), so eleven
@@ -121,7 +121,8 @@ class ForwardCallContext(grpc.aio.UnaryUnaryClientInterceptor):
         timeout = client_call_details.timeout
         details = grpc.aio.ClientCallDetails(
             method=client_call_details.method,
-            timeout=self._timeout if timeout is None else timeout,
+            # Never longer than the request being served has left (libs/deadlines.py).
+            timeout=deadlines.call_timeout(self._timeout if timeout is None else timeout),
             metadata=metadata,
             credentials=client_call_details.credentials,
             wait_for_ready=client_call_details.wait_for_ready,

@@ -17,11 +17,13 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from libs.errors import (
+    DeadlineExceeded,
     DomainError,
     FailedPrecondition,
     FieldErrors,
     InvalidArgument,
     NotFound,
+    Overloaded,
     PermissionDenied,
     RateLimited,
     Unauthenticated,
@@ -29,6 +31,10 @@ from libs.errors import (
 )
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# ErrorInfo reason of an Overloaded refusal: tells it apart from other RESOURCE_EXHAUSTED
+# answers (gRPC's own size limits, a per-caller rate limit) wherever the status is read.
+OVERLOADED_REASON = "OVERLOADED"
+ERROR_DOMAIN = "courseplatform"
 
 DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -37,6 +43,10 @@ DOMAIN_TO_GRPC: dict[type[DomainError], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    # Last of the two RESOURCE_EXHAUSTED errors: that code reads back as RateLimited (only
+    # with its RetryInfo), Overloaded only with its ErrorInfo marker (as_domain_error).
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 GRPC_TO_DOMAIN = {code: error for error, code in DOMAIN_TO_GRPC.items()}
@@ -69,6 +79,10 @@ def to_grpc_status(error: DomainError) -> grpc.Status:
         packed = any_pb2.Any()
         packed.Pack(retry_info)
         details.append(packed)
+    if isinstance(error, Overloaded):
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=OVERLOADED_REASON, domain=ERROR_DOMAIN))
+        details.append(info)
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)
 
@@ -85,6 +99,15 @@ class RpcFailure:
     # From a google.rpc.RetryInfo detail (RateLimited); None when the status carried none.
     retry_after_s: int | None = None
 
+    # ErrorInfo reason, when the status carries one (OVERLOADED_REASON).
+    reason: str = ""
+
+    @property
+    def overloaded(self) -> bool:
+        return self.code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
+            self.reason == OVERLOADED_REASON
+        )
+
 
 def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
     """Read code, message and BadRequest field violations from a failed call."""
@@ -92,6 +115,7 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
     message = error.details() if hasattr(error, "details") else str(error)
     field_errors: FieldErrors = {}
     retry_after_s: int | None = None
+    reason = ""
     # Pairs at run time (namedtuples from sync calls, tuples from grpc.aio); grpc-stubs types
     # the sync ones as an opaque object.
     trailing = cast(
@@ -113,11 +137,15 @@ def decode_rpc_error(error: grpc.RpcError) -> RpcFailure:
                 # Whole seconds, rounded up: Retry-After never invites a retry too early.
                 delay = retry_info.retry_delay
                 retry_after_s = delay.seconds + (1 if delay.nanos > 0 else 0)
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reason = info.reason
     return RpcFailure(
         code=code,
         message=message or "",
         field_errors=field_errors,
         retry_after_s=retry_after_s,
+        reason=reason,
     )
 
 
@@ -128,8 +156,11 @@ def as_domain_error(error: grpc.RpcError) -> DomainError:
     it surfaces as 503 rather than as the caller's fault.
     """
     failure = decode_rpc_error(error)
+    if failure.overloaded:  # a service downstream is at its limit: so is this call
+        return Overloaded()
     error_type = GRPC_TO_DOMAIN.get(failure.code, Unavailable)
-    if error_type is Unavailable:
+    # A downstream timeout stays Unavailable to our callers; Overloaded only with its marker.
+    if error_type in (Unavailable, Overloaded, DeadlineExceeded):
         return Unavailable()
     if error_type is RateLimited:
         # Only a service's own decision carries RetryInfo; gRPC's RESOURCE_EXHAUSTED (a message

@@ -31,6 +31,7 @@ from libs import (
     sql_counting,
     tracing,
 )
+from libs.concurrency_limit import ConcurrencyLimitInterceptor
 from libs.errors import DomainError, Unauthenticated, Unavailable
 from libs.grpc_errors import abort_with, grpc_code_for
 from libs.logging import get_logger
@@ -214,13 +215,17 @@ class GrpcServer:
         port: int = 0,
         shutdown_grace_s: float = 10.0,
         count_sql_statements: bool = False,
+        max_concurrent_calls: int = 0,
     ) -> None:
         self.definition = definition
         self._host, self._port = host, port
         self._address = f"{host}:{port}"
         self._grace = shutdown_grace_s
+        # The limit is outside the rest: a refusal costs no token check (docs/overload.md).
+        self.limiter = ConcurrencyLimitInterceptor(definition.full_name, max_concurrent_calls)
         self._interceptors: list[grpc.aio.ServerInterceptor] = [
-            CallContextInterceptor(definition, verifier)
+            self.limiter,
+            CallContextInterceptor(definition, verifier),
         ]
         if metrics.enabled():  # RPC counts and latency (libs/metrics.py)
             self._interceptors.insert(0, metrics.ServerMetricsInterceptor())

@@ -161,6 +161,26 @@ class Settings(BaseSettings):
     # Notifier degraded health: SMTP failing for this long, or a dead letter within the interval.
     notifier_degraded_smtp_s: float = 60.0
     notifier_degraded_interval_s: float = 600.0
+    # Overload (docs/overload.md). Deadline the gateway gives each request; every hop passes on
+    # what is left of it (libs/deadlines.py). 0: none (each call then gets GRPC_CLIENT_TIMEOUT_S).
+    request_deadline_s: float = 5.0
+    # Requests one gateway worker works on at once; the excess is answered 503 + Retry-After at
+    # once (gateway/load_shedding.py). 0: unlimited.
+    gateway_max_in_flight: int = 64
+    # Calls one gRPC service process works on at once; the excess gets RESOURCE_EXHAUSTED at once
+    # (libs/concurrency_limit.py). Health and reflection are never counted. 0: unlimited.
+    grpc_max_concurrent_calls: int = 64
+    # Retry-After (seconds) of an overload answer.
+    overload_retry_after_s: int = 1
+    # Longest wait for a pooled database connection before the call answers UNAVAILABLE.
+    db_pool_timeout_s: float = 2.0
+    # statement_timeout of every database connection: bounds statements outside any deadline
+    # (transactions inside one get the time left, SET LOCAL). 0: none.
+    db_statement_timeout_s: float = 5.0
+    # Password hashes (argon2id, threads) identity runs at once, and how many more may wait;
+    # past that a login or registration answers 503 at once (services/identity/passwords.py).
+    password_hash_concurrency: int = 2
+    password_hash_queue: int = 32
 
     @field_validator("database_url")
     @classmethod

@@ -52,4 +52,5 @@ def build_server(settings: Settings, port: int | None = None) -> GrpcServer:
         port=settings.catalog_port if port is None else port,
         shutdown_grace_s=settings.grpc_shutdown_grace_s,
         count_sql_statements=settings.sql_statement_counting,
+        max_concurrent_calls=settings.grpc_max_concurrent_calls,
     )

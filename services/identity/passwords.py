@@ -7,6 +7,7 @@ import asyncio
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from libs.concurrency_limit import Bulkhead
 from libs.settings import Settings
 
 
@@ -20,12 +21,19 @@ class Passwords:
         )
         # Verified against when the email is unknown, so both failures take the same time.
         self._dummy_hash = self._hasher.hash("not-a-real-password")
+        # argon2 is CPU- and memory-bound: a bounded queue in front of it, so a burst of logins
+        # is refused at once (Overloaded, 503) instead of waiting behind each other.
+        self.queue = Bulkhead(settings.password_hash_concurrency, settings.password_hash_queue)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        async with self.queue.slot():
+            return await asyncio.to_thread(self._hasher.hash, password)
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        matches = await asyncio.to_thread(self._verify, password_hash or self._dummy_hash, password)
+        async with self.queue.slot():
+            matches = await asyncio.to_thread(
+                self._verify, password_hash or self._dummy_hash, password
+            )
         return matches and password_hash is not None
 
     def _verify(self, password_hash: str, password: str) -> bool:
