@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -69,8 +68,8 @@ def create_app(settings: Settings) -> FastAPI:
             if reader is not None:
                 await reader.stop()
             following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+            # Bounded: a stop must never wait on Redis.
+            await asyncio.wait({following}, timeout=1.0)
             await app.state.backends.close()
 
     app = FastAPIOffline(
