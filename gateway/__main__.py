@@ -11,7 +11,7 @@ from gateway import metrics as gateway_metrics
 from gateway.app import create_app
 from gateway.serving import uvicorn_options
 from libs import tracing
-from libs.logging import configure_logging
+from libs.logging import configure_logging, flush_logs_on_sigterm
 from libs.settings import Settings
 
 
@@ -19,6 +19,7 @@ def worker_app() -> FastAPI:
     """The app of one worker process when GATEWAY_WORKERS > 1 (uvicorn imports this factory)."""
     settings = Settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    flush_logs_on_sigterm()
     tracing.configure(settings, "gateway")
     return create_app(settings)
 
@@ -26,6 +27,7 @@ def worker_app() -> FastAPI:
 def main() -> None:
     settings = Settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    flush_logs_on_sigterm()
     # One process runs Python on one core at a time: more workers let the gateway use more.
     workers = settings.gateway_workers
     if workers == 1:  # otherwise each worker sets up its own (worker_app)

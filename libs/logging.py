@@ -358,7 +358,6 @@ def configure_logging(service: str, level: str = "INFO", json: bool | None = Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    _flush_before_termination()
 
 
 def flush_logs() -> None:
@@ -368,16 +367,17 @@ def flush_logs() -> None:
 
 
 def _terminate_after_flushing(signum: int, _: object) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second SIGTERM ends the process at once
     flush_logs()
-    signal.signal(signum, signal.SIG_DFL)
     signal.raise_signal(signum)  # the exit status stays "killed by SIGTERM"
 
 
-def _flush_before_termination() -> None:
-    """A default SIGTERM ends the process without atexit, so the queued lines would be lost;
-    uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done (gateway,
-    notifier), after restoring the handler it found. That handler is this one: it writes the
-    queue out, then terminates as the default would. A handler someone else set is kept."""
+def flush_logs_on_sigterm() -> None:
+    """For processes served by uvicorn (gateway, notifier): it re-raises the SIGTERM it handled
+    once its graceful shutdown is done, after restoring the handler it found, and the default
+    action ends the process without atexit, so the queued lines would be lost. This handler
+    writes the queue out first, then terminates as the default would. Only where nothing else
+    handles SIGTERM (the gRPC services stop through their own handler and exit normally)."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

@@ -14,7 +14,7 @@ import asyncio
 import uvicorn
 
 from libs import tracing
-from libs.logging import configure_logging
+from libs.logging import configure_logging, flush_logs_on_sigterm
 from libs.redis_client import redis_client
 from libs.settings import Settings
 from libs.streams import COURSE_COMPLETED_DLQ, COURSE_COMPLETED_STREAM
@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     configure_logging("notifier", settings.log_level, settings.log_json)
+    flush_logs_on_sigterm()
     if args.command == "replay-dead-letters":
         asyncio.run(replay_dead_letters(settings, args.ids))
         return
