@@ -36,7 +36,7 @@ import httpx
 from libs.embedded import EmbeddedPostgres
 from tests.bench import seed as seeding
 from tests.bench.config import BenchError, log
-from tests.bench.platform import Platform, external_platform, own_platform
+from tests.bench.platform import Platform, bench_servers, external_platform, own_platform
 from tests.bench.scenarios import course_detail_http, list_progress_http
 from tests.bench.seed import Seed
 from tests.bench.wrk import MARKER, TIMEOUT_S, HttpRequest, ensure_wrk, split_round_robin
@@ -306,13 +306,13 @@ def platform() -> Iterator[Platform]:
             server = EmbeddedPostgres(Path(scratch) / "postgres")
             os.environ["DATABASE_URL"] = server.url()
             try:
-                with own_platform(count_sql=False) as target:
+                with bench_servers() as servers, own_platform(servers, count_sql=False) as target:
                     yield target
             finally:
                 del os.environ["DATABASE_URL"]
                 server.stop()
     else:
-        with own_platform(count_sql=False) as target:
+        with bench_servers() as servers, own_platform(servers, count_sql=False) as target:
             yield target
 
 
