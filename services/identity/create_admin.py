@@ -27,8 +27,8 @@ from libs.settings import Settings
 from services.identity import store
 from services.identity.domain import (
     User,
-    check_password_policy,
     normalize_email,
+    password_problems,
     validate_registration,
 )
 from services.identity.passwords import Passwords
@@ -67,8 +67,7 @@ def checked(email: str, full_name: str, password: str) -> tuple[str, str]:
         problems.append("password: a password is required")
     else:
         problems += [
-            f"password: {m}"
-            for m in check_password_policy(password, email=email, full_name=full_name)
+            f"password: {m}" for m in password_problems(password, email=email, full_name=full_name)
         ]
     if problems or new_user is None:
         raise CommandError("; ".join(dict.fromkeys(problems)))

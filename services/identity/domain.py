@@ -126,12 +126,6 @@ def validate_new_password(
     errors.raise_if_any()
 
 
-def check_password_policy(password: str, *, email: str = "", full_name: str = "") -> list[str]:
-    """Why `password` may not be used (empty: it may). The one policy for registration, change,
-    reset and `create-admin` (services/identity/password_policy.py)."""
-    return password_problems(password, email=email, full_name=full_name)
-
-
 # --- administration -----------------------------------------------------------------------------
 
 

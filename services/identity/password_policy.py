@@ -4,7 +4,7 @@
 - not blank (only whitespace);
 - not the user's email, the email's local part or their name (case and spaces ignored);
 - not common: zxcvbn (the Dropbox strength estimator, offline, with its frequency lists of
-  common passwords, names and words) must score it at least MIN_SCORE of 4, with the email and
+  common passwords, names and words) must score it at least MIN_SCORE (2) on its 0-4 scale, with the email and
   name as extra words to avoid. Score 2 means "somewhat guessable": above ~10^6 guesses, which
   the login throttle (5 failures per account per 15 min) puts far out of an online attacker's
   reach; 0 and 1 are the top lists and their simple variations ("password", "12345678",
