@@ -341,8 +341,16 @@ async def test_waiting_for_a_pooled_connection_is_bounded_and_unavailable(
     settings: Settings, services: dict[str, str], instructor: User, course: dict[str, Any]
 ) -> None:
     async with (
+        # The one connection is also borrowed, briefly, by the server's own background work (the
+        # outbox relay's poll, the health probe, the backlog gauge's sample): a wait of 1 s
+        # outlasts those, never the held-up update; the gauge samples once, at start.
         grpc_service(
-            "catalog", settings, db_pool_size=1, db_max_overflow=0, db_pool_timeout_s=0.3
+            "catalog",
+            settings,
+            db_pool_size=1,
+            db_max_overflow=0,
+            db_pool_timeout_s=1.0,
+            metrics_sample_interval_s=3600,
         ) as target,
         grpc.aio.insecure_channel(target) as channel,
     ):
