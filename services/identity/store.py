@@ -334,10 +334,20 @@ async def insert_password_reset(
     session: AsyncSession, *, user_id: int, code_hash: str, ttl: timedelta
 ) -> NewPasswordReset:
     """A new code's row; the database clock decides when it was made and when it expires."""
-    now = clock_now()
+    # The clock read once: two clock_timestamp() calls in one statement differ by microseconds,
+    # and the code would live a little longer than its TTL.
+    clock = sa.select(clock_now().label("at")).cte("clock")
     statement = (
         sa.insert(password_resets)
-        .values(user_id=user_id, code_hash=code_hash, created_at=now, expires_at=now + ttl)
+        .from_select(
+            ["user_id", "code_hash", "created_at", "expires_at"],
+            sa.select(
+                sa.literal(user_id, sa.BigInteger),
+                sa.literal(code_hash, sa.String),
+                clock.c.at,
+                clock.c.at + ttl,
+            ),
+        )
         .returning(password_resets.c.id, password_resets.c.created_at, password_resets.c.expires_at)
     )
     row = (await session.execute(statement)).one()
