@@ -68,6 +68,8 @@ def server_options(max_connection_age_ms: int = MAX_CONNECTION_AGE_MS) -> list[t
 # How long a stopping server keeps serving after it reported NOT_SERVING: clients watching its
 # health (libs/grpc_client.py) stop picking it meanwhile, so no new call races the stop (a call
 # that reached the server just as it stopped was answered CANCELLED, a 499 for a write).
+# How long stop() waits for cancelled background tasks.
+TASK_STOP_S = 2.0
 DRAIN_S = 0.5
 
 # Health service name that answers "is this process alive" (Kubernetes liveness and startup
@@ -278,7 +280,15 @@ class GrpcServer:
         await self._server.stop(self._grace)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded: a task whose client library swallowed the cancellation (redis-py can,
+            # mid-connect) must not hold the stop forever.
+            done, pending = await asyncio.wait(self._tasks, timeout=TASK_STOP_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: it ended while stopping, nothing to report
+            for task in pending:
+                log.warning("background task did not stop in time", task=task.get_name())
         if self.definition.on_stop is not None:
             await self.definition.on_stop()
         log.info("stopped", service=self.definition.full_name)
